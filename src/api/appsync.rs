@@ -1,0 +1,201 @@
+//! `AppSync`: one ToolJet app, one direction, one desired version.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Author, Condition};
+
+/// Keeps one ToolJet app in sync with git, in one direction.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "gitsync.tooljet.io",
+    version = "v1alpha1",
+    kind = "AppSync",
+    namespaced,
+    status = "AppSyncStatus",
+    shortname = "aps",
+    category = "tooljet",
+    doc = "Keeps one ToolJet app in sync with the git repository of a GitSyncConfig: Push exports it to git, Pull imports it from git.",
+    printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
+    printcolumn(name = "Direction", type_ = "string", json_path = ".spec.direction"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Last Commit",
+        type_ = "string",
+        json_path = ".status.lastCommit.sha"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSyncSpec {
+    /// The GitSyncConfig (workspace + repository) to use.
+    pub git_sync_config_ref: ConfigRef,
+    /// The ToolJet app: its name, or `id:<uuid>`.
+    #[schemars(length(min = 1, max = 255))]
+    pub app: String,
+    /// `Push`: ToolJet -> git. `Pull`: git -> ToolJet.
+    pub direction: Direction,
+    /// Settings for `Push`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushSpec>,
+    /// Settings for `Pull`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullSpec>,
+    /// When true nothing is written to git or ToolJet.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Reference to a GitSyncConfig.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct ConfigRef {
+    /// GitSyncConfig name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace; other namespaces only when the operator allows cross-namespace references.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Sync direction.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum Direction {
+    /// ToolJet -> git.
+    Push,
+    /// git -> ToolJet.
+    Pull,
+}
+
+/// How a Push is made.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PushSpec {
+    /// Version name to export; default: the app's editing version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub version: Option<String>,
+    /// Message of commits that change the app's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub commit_message: Option<String>,
+    /// Commit author; default: the GitSyncConfig's `commitAuthor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+}
+
+/// How a Pull is made.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSpec {
+    /// Branch, tag or commit sha; default: the GitSyncConfig's branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub revision: Option<String>,
+    /// `Manual`: report updates, pull only when asked. `Auto`: follow the revision.
+    #[serde(default)]
+    pub update_policy: UpdatePolicy,
+    /// Promotion guard: the version in git must have this name, or nothing is imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_version: Option<String>,
+    /// Leave the imported app editable in ToolJet (default: made read-only, as ToolJet does).
+    #[serde(default)]
+    pub allow_editing: bool,
+}
+
+/// When pulled updates are applied.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum UpdatePolicy {
+    /// Report updates; pull on a new revision or the pull-requested-at annotation.
+    #[default]
+    Manual,
+    /// Pull every update of the revision.
+    Auto,
+}
+
+/// Observed state of an AppSync.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSyncStatus {
+    /// Generation the status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Synced, UpdateAvailable, Reconciling, Stalled, WorkspaceConstantsMissing.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The app in ToolJet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppStatus>,
+    /// The app in git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitStatus>,
+    /// The last commit written (Push) or imported (Pull).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<CommitInfo>,
+    /// A newer commit touching the app, not yet pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_update: Option<CommitInfo>,
+    /// The last `gitsync.tooljet.io/pull-requested-at` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_pull_requested_at: Option<String>,
+}
+
+/// The app as ToolJet knows it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// App id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// App name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Version id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Version name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_name: Option<String>,
+}
+
+/// The app as git holds it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitStatus {
+    /// Path of the version file, e.g. `Sales Dashboard/v3.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Key of the app in `.meta/meta.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_app_id: Option<String>,
+}
+
+/// A git commit, as the seed's "last commit details" shows it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitInfo {
+    /// Commit sha.
+    pub sha: String,
+    /// Commit message.
+    #[serde(default)]
+    pub message: String,
+    /// Author name.
+    #[serde(default)]
+    pub author: String,
+    /// Commit date (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}

@@ -1,0 +1,135 @@
+//! kstatus-style conditions: `Ready` summarises, `Reconciling` and `Stalled` are present only
+//! while abnormal, so `kubectl wait --for=condition=Ready` and Argo CD health checks work.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One status condition, shaped like `metav1.Condition`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase machine-readable reason.
+    pub reason: String,
+    /// Human-readable message saying what is wrong and what to do.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// Generation of the object this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Condition type names.
+pub mod types {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+    pub const DEPLOY_KEY_READY: &str = "DeployKeyReady";
+    pub const REPOSITORY_REACHABLE: &str = "RepositoryReachable";
+    pub const TOOLJET_REACHABLE: &str = "ToolJetReachable";
+    pub const SYNCED: &str = "Synced";
+    pub const UPDATE_AVAILABLE: &str = "UpdateAvailable";
+    pub const CONSTANTS_MISSING: &str = "WorkspaceConstantsMissing";
+}
+
+impl Condition {
+    /// A condition with the given truth value.
+    pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            type_: type_.to_string(),
+            status: if status { "True" } else { "False" }.to_string(),
+            reason: reason.to_string(),
+            message: message.into(),
+            last_transition_time: None,
+            observed_generation: None,
+        }
+    }
+
+    /// Whether the condition's status is `True`.
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Merges freshly computed conditions into the previous ones: `lastTransitionTime` moves only
+/// when the status flips, conditions not in `next` are dropped, order follows `next`.
+pub fn merge(
+    previous: &[Condition],
+    next: Vec<Condition>,
+    generation: Option<i64>,
+    now: &str,
+) -> Vec<Condition> {
+    next.into_iter()
+        .map(|mut c| {
+            let kept = find(previous, &c.type_)
+                .filter(|p| p.status == c.status)
+                .and_then(|p| p.last_transition_time.clone());
+            c.last_transition_time = Some(kept.unwrap_or_else(|| now.to_string()));
+            c.observed_generation = generation;
+            c
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let prev = merge(
+            &[],
+            vec![Condition::new("Ready", false, "A", "")],
+            Some(1),
+            "t1",
+        );
+        let same = merge(
+            &prev,
+            vec![Condition::new("Ready", false, "B", "other reason")],
+            Some(2),
+            "t2",
+        );
+        assert_eq!(same[0].last_transition_time.as_deref(), Some("t1"));
+        assert_eq!(same[0].observed_generation, Some(2));
+        let flipped = merge(
+            &same,
+            vec![Condition::new("Ready", true, "C", "")],
+            Some(2),
+            "t3",
+        );
+        assert_eq!(flipped[0].last_transition_time.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn absent_conditions_are_dropped() {
+        let prev = merge(
+            &[],
+            vec![
+                Condition::new("Ready", false, "A", ""),
+                Condition::new("Stalled", true, "A", ""),
+            ],
+            None,
+            "t1",
+        );
+        let next = merge(
+            &prev,
+            vec![Condition::new("Ready", true, "Ok", "")],
+            None,
+            "t2",
+        );
+        assert_eq!(next.len(), 1);
+        assert!(find(&next, "Stalled").is_none());
+    }
+}

@@ -1,0 +1,246 @@
+//! `GitSyncConfig`: one ToolJet workspace bound to one git repository.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Binds a ToolJet workspace to a git repository, with a deploy key the operator generates.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "gitsync.tooljet.io",
+    version = "v1alpha1",
+    kind = "GitSyncConfig",
+    namespaced,
+    status = "GitSyncConfigStatus",
+    shortname = "gsc",
+    category = "tooljet",
+    doc = "Binds one ToolJet workspace to one git repository over SSH, with a generated deploy key.",
+    printcolumn(name = "URL", type_ = "string", json_path = ".spec.repository.url"),
+    printcolumn(
+        name = "Branch",
+        type_ = "string",
+        json_path = ".spec.repository.branch"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Key",
+        type_ = "string",
+        json_path = ".status.publicKeyFingerprint"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSyncConfigSpec {
+    /// ToolJet's "Connect" switch: when false nothing is committed or pulled and no git traffic happens.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The git repository.
+    pub repository: RepositorySpec,
+    /// The SSH deploy key.
+    #[serde(default)]
+    pub deploy_key: DeployKeySpec,
+    /// The ToolJet instance and workspace.
+    pub tooljet: ToolJetSpec,
+    /// Author of commits when an AppSync names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_author: Option<Author>,
+    /// How often the repository and ToolJet are checked (Go duration, e.g. `5m`, `1h30m`).
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub interval: String,
+}
+
+/// Where the apps are kept.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositorySpec {
+    /// SSH URL: scp-like `git@github.com:org/repo.git`, `ssh://git@host:2222/org/repo.git`, or
+    /// `file:///path/repo.git` for local mirrors.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// Branch to commit to and read from (ToolJet's default is `master`).
+    #[serde(default = "default_branch")]
+    #[schemars(length(min = 1, max = 255))]
+    pub branch: String,
+    /// Pinned SSH host keys in known_hosts format. When empty, the key seen on first contact is
+    /// recorded and any later change is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+}
+
+/// The deploy key Secret (keys `identity`, `identity.pub`, `known_hosts`, as Flux uses them).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployKeySpec {
+    /// Secret name, default `<name>-deploy-key`. An existing Secret is used as is and never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub secret_name: Option<String>,
+    /// Key type to generate; Azure Repos and AWS CodeCommit need `rsa-4096`.
+    #[serde(default, rename = "type")]
+    pub type_: KeyType,
+}
+
+/// Deploy key algorithms.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum KeyType {
+    /// Ed25519 (ToolJet's default).
+    #[default]
+    #[serde(rename = "ed25519")]
+    Ed25519,
+    /// ECDSA on NIST P-256.
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA, 4096 bits.
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyType {
+    /// The name used in the spec and in Secret annotations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ed25519",
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::Rsa4096 => "rsa-4096",
+        }
+    }
+}
+
+/// The ToolJet side of the binding.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolJetSpec {
+    /// Base URL of the ToolJet server.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// Workspace id, slug or name.
+    #[schemars(length(min = 1, max = 255))]
+    pub workspace: String,
+    /// Secret with key `token` (External API) or keys `email` and `password` (session login).
+    pub credentials_secret_ref: SecretRef,
+}
+
+/// Reference to a Secret in the same namespace.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct SecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A git author.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct Author {
+    /// Display name.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[^<>\r\n]+$"))]
+    pub name: String,
+    /// E-mail address.
+    #[schemars(length(min = 3, max = 256), regex(pattern = r"^[^<>\s]+@[^<>\s]+$"))]
+    pub email: String,
+}
+
+impl Default for Author {
+    fn default() -> Self {
+        Author {
+            name: "ToolJet GitSync".into(),
+            email: "gitsync@tooljet-gitsync.local".into(),
+        }
+    }
+}
+
+/// Observed state of a GitSyncConfig.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSyncConfigStatus {
+    /// Generation the status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, DeployKeyReady, RepositoryReachable, ToolJetReachable, Reconciling, Stalled.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The public deploy key: add it to the repository with write access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// SHA256 fingerprint of the public key, as git hosts show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_fingerprint: Option<String>,
+    /// What the last repository check saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryStatus>,
+    /// What the last ToolJet check saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tooljet: Option<ToolJetStatus>,
+    /// Host keys learned on first contact, kept here when the key Secret is the user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_known_hosts: Option<String>,
+    /// The last `gitsync.tooljet.io/rotate-key` value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_rotate_key: Option<String>,
+}
+
+/// Repository facts from the last check.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryStatus {
+    /// Branch checked.
+    pub branch: String,
+    /// Commit at the head of the branch; absent for an empty repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// When the repository was last checked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
+}
+
+/// ToolJet facts from the last check.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolJetStatus {
+    /// Server version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Resolved workspace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_branch() -> String {
+    "master".into()
+}
+fn default_interval() -> String {
+    "5m".into()
+}
+
+impl GitSyncConfig {
+    /// Name of the deploy key Secret.
+    pub fn key_secret_name(&self) -> String {
+        self.spec.deploy_key.secret_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-deploy-key",
+                self.metadata.name.as_deref().unwrap_or("gitsync")
+            )
+        })
+    }
+}
