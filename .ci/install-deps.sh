@@ -8,7 +8,7 @@ APISERVER="$CACHE/kube-apiserver-1.20.2"
 mkdir -p "$CACHE"
 
 need_pkgs=()
-for p in etcd-server openssh-server openssh-client golang-go make rsync jq golang-github-modern-go-reflect2-dev lua5.4; do
+for p in curl openssl etcd-server openssh-server openssh-client golang-go make rsync jq golang-github-modern-go-reflect2-dev lua5.4; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

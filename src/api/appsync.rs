@@ -190,10 +190,8 @@ pub struct CommitInfo {
     /// Commit sha.
     pub sha: String,
     /// Commit message.
-    #[serde(default)]
     pub message: String,
     /// Author name.
-    #[serde(default)]
     pub author: String,
     /// Commit date (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,6 @@ pub struct Condition {
     /// CamelCase machine-readable reason.
     pub reason: String,
     /// Human-readable message saying what is wrong and what to do.
-    #[serde(default)]
     pub message: String,
     /// When the status last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]

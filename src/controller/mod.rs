@@ -1,1 +1,225 @@
-//! controller
+//! kube-rs reconcilers for both kinds: finalizers, Events, status by server-side apply.
+//!
+//! Each reconcile runs validate → dereference → observe → decide (pure) → apply → report.
+
+pub mod gitsyncconfig;
+pub mod problem;
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::GitSyncConfig;
+use crate::git::GitCli;
+
+pub use problem::Problem;
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "tooljet-gitsync-operator";
+
+/// Errors that stop a reconcile (infrastructure, not user input: those become conditions).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Finalizer handling failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// Serialization of a status or object failed.
+    #[error("serialization: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// A blocking task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::Serialize(_) => "serialize",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Operator settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where mirrors and short-lived key files live.
+    pub data_dir: PathBuf,
+    /// Shortest wait before retrying a failing check.
+    pub retry_min: Duration,
+    /// Longest wait before retrying a failing check.
+    pub retry_max: Duration,
+    /// Timeout of one git command.
+    pub git_timeout: Duration,
+    /// Restrict to one namespace.
+    pub watch_namespace: Option<String>,
+    /// Label selector for sharding.
+    pub label_selector: Option<String>,
+    /// Let AppSyncs reference GitSyncConfigs in other namespaces.
+    pub allow_cross_namespace_refs: bool,
+    /// Reconciles running at once per kind.
+    pub concurrency: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            data_dir: PathBuf::from("/var/lib/tooljet-gitsync"),
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+            git_timeout: Duration::from_secs(120),
+            watch_namespace: None,
+            label_selector: None,
+            allow_cross_namespace_refs: false,
+            concurrency: 4,
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Git subprocess runner.
+    pub git: GitCli,
+    /// Settings.
+    pub options: Options,
+}
+
+impl Context {
+    /// Builds the context; `data_dir` is created when missing.
+    pub fn new(client: Client, options: Options) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        let git = GitCli::new(options.data_dir.join("tmp"), options.git_timeout);
+        Context {
+            client,
+            recorder,
+            git,
+            options,
+        }
+    }
+
+    /// Publishes an Event; failures are logged, never fatal.
+    pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(&note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    fn watcher_config(&self) -> watcher::Config {
+        let mut wc = watcher::Config::default();
+        if let Some(sel) = &self.options.label_selector {
+            wc = wc.labels(sel);
+        }
+        wc
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.options.watch_namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
+/// Reconcile on what users change (spec, annotations, deletion), not on our own status writes.
+fn user_change<K: Resource>(obj: &K) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let m = obj.meta();
+    m.generation.hash(&mut h);
+    m.annotations.hash(&mut h);
+    m.labels.hash(&mut h);
+    m.deletion_timestamp.is_some().hash(&mut h);
+    m.finalizers.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (reader, writer) = reflector::store::<GitSyncConfig>();
+    let gsc_stream = watcher(ctx.api::<GitSyncConfig>(), ctx.watcher_config())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(user_change, Default::default());
+    let secrets: Api<Secret> = ctx.api();
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::api::MANAGED_BY_LABEL,
+        crate::api::MANAGED_BY
+    ));
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency);
+    Controller::for_stream(gsc_stream, reader)
+        .with_config(config)
+        .owns(secrets, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            gitsyncconfig::reconcile,
+            gitsyncconfig::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => {
+                    tracing::debug!(name = %obj.name, ns = ?obj.namespace, "reconciled")
+                }
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Convenience for objects' namespace/name in logs and messages.
+pub fn key_of<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+pub mod tooljet_check;

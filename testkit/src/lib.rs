@@ -1,1 +1,4 @@
 //! Real parts for tests.
+pub mod gitserver;
+pub mod kube_env;
+pub mod proc;

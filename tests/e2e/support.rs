@@ -1,0 +1,271 @@
+//! Shared environment and helpers for the end-to-end trials.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tooljet_gitsync_operator::api::{self, AppSync, Condition, GitSyncConfig};
+use tooljet_gitsync_operator::controller::{self, Context, Options};
+use tooljet_gitsync_testkit::kube_env::KubeEnv;
+
+/// What every trial shares.
+#[allow(dead_code)] // kube and data_dir are held for their Drop
+pub struct Env {
+    pub kube: KubeEnv,
+    pub client: Client,
+    pub data_dir: tempfile::TempDir,
+    shutdown: watch::Sender<bool>,
+    operator: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+type Shared = (Arc<Env>, tokio::runtime::Handle);
+static ENV: std::sync::Mutex<Option<Shared>> = std::sync::Mutex::new(None);
+
+fn shared() -> Option<Shared> {
+    ENV.lock().ok().and_then(|g| g.clone())
+}
+
+impl Env {
+    /// Starts the apiserver, installs the CRDs and runs the operator in-process.
+    pub fn start(rt: &tokio::runtime::Runtime) -> Result<Arc<Env>> {
+        let kube = KubeEnv::start()?;
+        let client = rt.block_on(kube.client())?;
+        rt.block_on(install_crds(&client))?;
+        let data_dir = tempfile::Builder::new()
+            .prefix("operator-data-")
+            .tempdir()?;
+        let options = Options {
+            data_dir: data_dir.path().to_path_buf(),
+            retry_min: Duration::from_millis(500),
+            retry_max: Duration::from_secs(3),
+            git_timeout: Duration::from_secs(30),
+            ..Options::default()
+        };
+        let ctx = Arc::new(Context::new(client.clone(), options));
+        let (tx, mut rx) = watch::channel(false);
+        let operator = rt.spawn(controller::run(ctx, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
+        Ok(Arc::new(Env {
+            kube,
+            client,
+            data_dir,
+            shutdown: tx,
+            operator: std::sync::Mutex::new(Some(operator)),
+        }))
+    }
+}
+
+async fn install_crds(client: &Client) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [GitSyncConfig::crd(), AppSync::crd()] {
+        crds.create(&PostParams::default(), &crd).await?;
+    }
+    for name in [
+        "gitsyncconfigs.gitsync.tooljet.io",
+        "appsyncs.gitsync.tooljet.io",
+    ] {
+        wait(Duration::from_secs(30), || async {
+            let c = crds.get(name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await
+        .with_context(|| format!("CRD {name} not established"))?;
+    }
+    Ok(())
+}
+
+/// Makes the env reachable from trials.
+pub fn install(env: Arc<Env>, handle: tokio::runtime::Handle) {
+    if let Ok(mut g) = ENV.lock() {
+        *g = Some((env, handle));
+    }
+}
+
+/// Stops the operator, then the apiserver and etcd (dropping the last `Arc<Env>`).
+pub fn teardown(rt: &tokio::runtime::Runtime) {
+    let Some((env, _)) = ENV.lock().ok().and_then(|mut g| g.take()) else {
+        return;
+    };
+    let _ = env.shutdown.send(true);
+    if let Some(handle) = env.operator.lock().ok().and_then(|mut o| o.take()) {
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), handle).await });
+    }
+    drop(env);
+}
+
+/// Whether a trial is selected by the command-line filter.
+pub fn selected(args: &libtest_mimic::Arguments, name: &str) -> bool {
+    match &args.filter {
+        Some(f) if args.exact => name == f,
+        Some(f) => name.contains(f.as_str()),
+        None => true,
+    }
+}
+
+/// A trial running an async test on the shared runtime.
+pub fn trial<F, Fut>(name: &str, f: F) -> libtest_mimic::Trial
+where
+    F: FnOnce(Arc<Env>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    libtest_mimic::Trial::test(name, move || {
+        let (env, handle) = shared().ok_or("environment not started")?;
+        handle
+            .block_on(async move { tokio::time::timeout(Duration::from_secs(240), f(env)).await })
+            .map_err(|_| "timed out after 240s".to_string())?
+            .map_err(|e| format!("{e:#}").into())
+    })
+}
+
+/// Polls `f` until it yields a value or `limit` passes.
+pub async fn wait<T, F, Fut>(limit: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            bail!("condition not met within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Creates a fresh namespace.
+pub async fn namespace(client: &Client, name: &str) -> Result<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))?;
+    api.create(&PostParams::default(), &ns).await?;
+    Ok(name.to_string())
+}
+
+/// Applies a manifest (YAML) in `ns` with server-side apply as a user would.
+pub async fn apply<K>(client: &Client, ns: &str, yaml: &str) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let value: serde_json::Value = serde_yaml::from_str(yaml)?;
+    let name = value["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| anyhow!("manifest without name"))?
+        .to_string();
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&value),
+        )
+        .await?)
+}
+
+/// A condition of an object's status.
+pub fn condition<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    api::find(conds, type_)
+}
+
+/// Waits until a GitSyncConfig satisfies `pred`; the error shows its last status.
+pub async fn wait_gsc(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&GitSyncConfig) -> bool,
+) -> Result<GitSyncConfig> {
+    let api: Api<GitSyncConfig> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(g) = api.get(name).await {
+            if pred(&g) {
+                return Ok(g);
+            }
+            last = Some(g);
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "GitSyncConfig {ns}/{name}: {what} not reached in 60s; last status: {}",
+                serde_json::to_string_pretty(&last.and_then(|g| g.status)).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// The Ready condition's reason, or "" when absent.
+pub fn ready_reason(g: &GitSyncConfig) -> String {
+    g.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, "Ready"))
+        .map(|c| format!("{}:{}", c.status, c.reason))
+        .unwrap_or_default()
+}
+
+/// Whether condition `type_` has `status` and `reason`.
+pub fn has(g: &GitSyncConfig, type_: &str, status: &str, reason: &str) -> bool {
+    g.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+        .is_some_and(|c| c.status == status && c.reason == reason)
+}
+
+/// Touches an annotation so the operator reconciles now.
+pub async fn poke<K>(client: &Client, ns: &str, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {"e2e/poke": format!("{:?}", Instant::now())}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Reasons of the Events recorded for an object.
+pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Result<Vec<String>> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect())
+}
+
+/// Every Event note in a namespace, for leak checks.
+pub async fn event_notes(client: &Client, ns: &str) -> Result<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
