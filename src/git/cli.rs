@@ -23,6 +23,7 @@ pub enum HostKeyPolicy {
 }
 
 /// Credentials and host-key policy for one repository.
+#[derive(Clone)]
 pub struct Transport {
     /// OpenSSH private key; `None` for file:// repositories.
     pub private_key: Option<Zeroizing<String>>,
