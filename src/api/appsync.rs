@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Author, Condition};
 
 /// Keeps one ToolJet app in sync with git, in one direction.
+#[allow(clippy::duplicated_attributes)] // printcolumn is repeated on purpose
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "gitsync.tooljet.io",

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Condition;
 
 /// Binds a ToolJet workspace to a git repository, with a deploy key the operator generates.
+#[allow(clippy::duplicated_attributes)] // printcolumn is repeated on purpose
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "gitsync.tooljet.io",
