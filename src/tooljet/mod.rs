@@ -1,1 +1,110 @@
-//! tooljet
+//! HTTP client for ToolJet: list workspaces and apps, export, import and replace apps.
+//!
+//! Two ways in, chosen by the credentials Secret:
+//! * **token** — ToolJet's External API (`/api/ext/...`, Enterprise, `ENABLE_EXTERNAL_API=true`),
+//!   header `Authorization: Basic <EXTERNAL_API_ACCESS_TOKEN>` (the raw token, not base64).
+//! * **session** — log in as a ToolJet user (`POST /api/authenticate`), then the internal
+//!   builder routes with cookie `tj_auth_token` and header `tj-workspace-id`; works on the
+//!   Community Edition too.
+//!
+//! The routes used per operation and the ToolJet source each comes from are listed on the
+//! methods of [`Client`]. Pure logic (status mapping, parsing, version rule) lives in
+//! `error`, `wire` and `version` and is unit-tested there.
+
+mod client;
+mod credentials;
+mod error;
+mod replace;
+pub mod version;
+mod wire;
+
+use std::time::Duration;
+
+pub use client::Client;
+pub use credentials::Credentials;
+pub use error::{Error, Resource};
+
+/// ToolJet's JSON body limit (`MAX_JSON_SIZE`, body-parser `50mb`); larger bodies are refused
+/// before sending.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 50 * 1024 * 1024;
+
+/// A ToolJet workspace (an "organization" in ToolJet's code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    /// Workspace UUID.
+    pub id: String,
+    /// Display name (unique per instance).
+    pub name: String,
+    /// URL slug; the External API v1 list does not return it, so it may be unknown.
+    pub slug: Option<String>,
+}
+
+/// An app as listed by ToolJet, with its versions when the route provides them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSummary {
+    /// App UUID.
+    pub id: String,
+    /// App name (unique per workspace).
+    pub name: String,
+    /// App slug (defaults to the app id in ToolJet).
+    pub slug: Option<String>,
+    /// Versions, editing version first where ToolJet orders them so.
+    pub versions: Vec<AppVersion>,
+}
+
+/// One version of an app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppVersion {
+    /// Version UUID.
+    pub id: String,
+    /// Version name, e.g. `v3`.
+    pub name: String,
+}
+
+/// Kind of a workspace constant: `{{constants.X}}` are global, `{{secrets.X}}` are secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstantKind {
+    /// Referenced as `{{constants.NAME}}`.
+    Global,
+    /// Referenced as `{{secrets.NAME}}`.
+    Secret,
+}
+
+/// A workspace constant's name and kind; values are never read into this type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceConstant {
+    /// Constant name.
+    pub name: String,
+    /// Global or secret.
+    pub kind: ConstantKind,
+}
+
+/// Tunables of a [`Client`]; the defaults suit production.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Timeout of each HTTP request (connect + answer).
+    pub timeout: Duration,
+    /// Timeout of establishing a connection.
+    pub connect_timeout: Duration,
+    /// Extra attempts for idempotent calls (GET, exports) after a transient failure.
+    pub retries: u32,
+    /// First backoff between retries; doubles per attempt.
+    pub backoff: Duration,
+    /// Upper bound of the backoff.
+    pub max_backoff: Duration,
+    /// Largest request body sent; larger ones fail with [`Error::PayloadTooLarge`].
+    pub max_body_bytes: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Typed errors of the ToolJet client and the pure mapping from HTTP answers to them.
+//!
+//! Every message says what the user should do, because it ends up verbatim in a condition
+//! message or an Event. No message ever carries a credential: bodies quoted from ToolJet pass
+//! through [`redact`] with the client's secrets first.
+
+use std::time::Duration;
+
+/// Which kind of object was missing, so the condition reason can be specific.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// A ToolJet workspace (organization).
+    Workspace,
+    /// An app.
+    App,
+    /// A version of an app.
+    Version,
+    /// Anything else (used where the route does not tell).
+    Other,
+}
+
+impl Resource {
+    fn noun(self) -> &'static str {
+        match self {
+            Resource::Workspace => "workspace",
+            Resource::App => "app",
+            Resource::Version => "app version",
+            Resource::Other => "object",
+        }
+    }
+}
+
+/// Everything that can go wrong talking to ToolJet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// ToolJet refused the credentials (401/403).
+    #[error("ToolJet refused the credentials ({status} on {route}): {hint}")]
+    Unauthorized {
+        status: u16,
+        route: String,
+        hint: String,
+    },
+    /// The ToolJet edition, licence or configuration lacks what the operation needs.
+    #[error("{feature} is not available on this ToolJet: {hint}")]
+    FeatureUnavailable { feature: String, hint: String },
+    /// A workspace, app or version does not exist.
+    #[error("{} {what} not found in ToolJet: {hint}", resource.noun())]
+    NotFound {
+        resource: Resource,
+        what: String,
+        hint: String,
+    },
+    /// The app name (or slug) is already used by another app of the workspace.
+    #[error("an app named {name:?} already exists in the workspace ({detail}); rename or delete that app in ToolJet, or point the AppSync at it with `app: id:<uuid>`")]
+    NameConflict { name: String, detail: String },
+    /// The export was made by a newer ToolJet than the target; ToolJet refuses such imports.
+    #[error("the app was exported by ToolJet {export}, which is newer than the target ToolJet {server}; upgrade the target ToolJet to {export} or later, or export the app from a ToolJet not newer than {server}")]
+    VersionTooNew { export: String, server: String },
+    /// The request body exceeds ToolJet's JSON body limit (`MAX_JSON_SIZE`, 50 MB).
+    #[error("the request body ({}) exceeds ToolJet's limit of {limit} bytes (MAX_JSON_SIZE); make the app smaller (e.g. move large static data out of it) or raise MAX_JSON_SIZE on the ToolJet server", size.map(|s| format!("{s} bytes")).unwrap_or_else(|| "size unknown".into()))]
+    PayloadTooLarge { size: Option<u64>, limit: u64 },
+    /// ToolJet failed (5xx); usually transient.
+    #[error("ToolJet answered {status} on {route}: {detail}; this is usually temporary, otherwise check the ToolJet server logs")]
+    Server {
+        status: u16,
+        route: String,
+        detail: String,
+    },
+    /// ToolJet rejected the request (4xx not covered by a more specific variant).
+    #[error("ToolJet rejected {route} with {status}: {detail}")]
+    Rejected {
+        status: u16,
+        route: String,
+        detail: String,
+    },
+    /// No answer within the configured timeout.
+    #[error("ToolJet did not answer {route} within {}s; check that ToolJet is healthy and not overloaded", after.as_secs_f32())]
+    Timeout { route: String, after: Duration },
+    /// Connection-level failure (DNS, refused, TLS, reset).
+    #[error("cannot reach ToolJet ({route}): {detail}; check spec.tooljet.url, DNS, TLS and network policies")]
+    Transport { route: String, detail: String },
+    /// ToolJet answered something this client does not understand.
+    #[error("unexpected answer from ToolJet on {route}: {detail}; check that spec.tooljet.url points at ToolJet (not a proxy or login page) and that its version is supported")]
+    InvalidResponse { route: String, detail: String },
+    /// The export JSON handed to an import is not a ToolJet export.
+    #[error(
+        "the app definition is not a ToolJet export: {detail}; export the app again with ToolJet"
+    )]
+    InvalidExport { detail: String },
+    /// The app name cannot be used in ToolJet (empty, or longer than ToolJet's 50 characters).
+    #[error("app name {name:?} cannot be used in ToolJet: {detail}")]
+    InvalidName { name: String, detail: String },
+    /// The credentials Secret is unusable.
+    #[error("the ToolJet credentials Secret is unusable: {detail}; it needs the key `token` (External API token) or the keys `email` and `password` (a ToolJet user)")]
+    InvalidCredentials { detail: String },
+    /// The ToolJet base URL is unusable.
+    #[error("invalid ToolJet URL {url:?}: {detail}; set spec.tooljet.url to the http(s) address of ToolJet, e.g. https://tooljet.example.com")]
+    InvalidUrl { url: String, detail: String },
+    /// A multi-step change failed and could not be undone completely.
+    #[error("{cause}; undoing the partial change failed as well ({rollback}), so ToolJet needs manual cleanup: {leftovers}")]
+    RollbackFailed {
+        cause: String,
+        rollback: String,
+        leftovers: String,
+    },
+}
+
+impl Error {
+    /// CamelCase reason for Kubernetes conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Unauthorized { .. } => "ToolJetUnauthorized",
+            Error::FeatureUnavailable { .. } => "ToolJetFeatureUnavailable",
+            Error::NotFound { resource, .. } => match resource {
+                Resource::Workspace => "WorkspaceNotFound",
+                Resource::App => "AppNotFound",
+                Resource::Version => "AppVersionNotFound",
+                Resource::Other => "ToolJetNotFound",
+            },
+            Error::NameConflict { .. } => "NameConflict",
+            Error::VersionTooNew { .. } => "ToolJetVersionTooNew",
+            Error::PayloadTooLarge { .. } => "PayloadTooLarge",
+            Error::Server { .. } => "ToolJetServerError",
+            Error::Rejected { .. } => "ToolJetRejected",
+            Error::Timeout { .. } => "ToolJetTimeout",
+            Error::Transport { .. } => "ToolJetUnreachable",
+            Error::InvalidResponse { .. } => "ToolJetInvalidResponse",
+            Error::InvalidExport { .. } => "InvalidExport",
+            Error::InvalidName { .. } => "InvalidAppName",
+            Error::InvalidCredentials { .. } => "InvalidCredentials",
+            Error::InvalidUrl { .. } => "InvalidToolJetURL",
+            Error::RollbackFailed { .. } => "ToolJetRollbackFailed",
+        }
+    }
+
+    /// Whether retrying the same call later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Server { .. } | Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Rejected { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Which kind of ToolJet route a call went to; decides how 404 and 401/403 are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RouteKind {
+    /// `/api/ext/...` External API v1 (token auth).
+    Ext,
+    /// `/api/v2/ext/...` External API v2 (token auth, newest EE only).
+    ExtV2,
+    /// Internal builder routes (session cookie + `tj-workspace-id`).
+    Internal,
+    /// Login (`/api/authenticate`).
+    Login,
+    /// Public routes (`/api/metadata`).
+    Public,
+}
+
+/// What the caller knows about a call, used to turn a status code into a precise [`Error`].
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorContext {
+    pub method: String,
+    pub path: String,
+    pub kind: RouteKind,
+    pub resource: Resource,
+    /// Identifier of the object the route addresses (for NotFound messages).
+    pub what: String,
+    /// App name the call tries to take (for NameConflict).
+    pub name: Option<String>,
+    /// `tooljet_version` of an export being imported and the server version (for VersionTooNew).
+    pub versions: Option<(String, String)>,
+}
+
+impl ErrorContext {
+    pub(crate) fn route(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+const TOKEN_HINT: &str = "check that the `token` key of the credentials Secret equals EXTERNAL_API_ACCESS_TOKEN of the ToolJet server (it is sent as `Authorization: Basic <token>`)";
+const SESSION_HINT: &str = "check the `email` and `password` keys of the credentials Secret, that this user is active and an admin or builder of the workspace, and that password login is enabled for the workspace";
+const EXT_DISABLED_HINT: &str = "the External API is not enabled (Community Edition, or ENABLE_EXTERNAL_API is not true); set ENABLE_EXTERNAL_API=true and EXTERNAL_API_ACCESS_TOKEN on an Enterprise ToolJet, or use `email` and `password` credentials instead of `token`";
+const LICENSE_HINT: &str = "the ToolJet licence lacks the EXTERNAL_API feature; upgrade the plan or use `email` and `password` credentials instead of `token`";
+
+/// Maps a non-2xx answer to an [`Error`]. `message` is the (already redacted) error text from
+/// the body.
+pub(crate) fn classify_status(status: u16, ctx: &ErrorContext, message: &str) -> Error {
+    let route = ctx.route();
+    let detail = if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        message.to_string()
+    };
+    let token_mode = matches!(ctx.kind, RouteKind::Ext | RouteKind::ExtV2);
+    match status {
+        401 | 403 => Error::Unauthorized {
+            status,
+            route,
+            hint: if token_mode {
+                TOKEN_HINT.to_string()
+            } else if status == 403 {
+                format!("{SESSION_HINT} (ToolJet said: {detail})")
+            } else {
+                SESSION_HINT.to_string()
+            },
+        },
+        404 if route_missing(ctx, message) => match ctx.kind {
+            RouteKind::Ext => Error::FeatureUnavailable {
+                feature: "The External API".into(),
+                hint: EXT_DISABLED_HINT.into(),
+            },
+            RouteKind::ExtV2 => Error::FeatureUnavailable {
+                feature: "External API v2".into(),
+                hint: "this ToolJet does not offer /api/v2/ext (it arrived in late-2025 Enterprise releases); upgrade ToolJet or use `email` and `password` credentials".into(),
+            },
+            _ => Error::InvalidResponse {
+                route,
+                detail: format!("the route does not exist ({detail})"),
+            },
+        },
+        404 => Error::NotFound {
+            resource: ctx.resource,
+            what: ctx.what.clone(),
+            hint: format!("ToolJet answered 404 on {route}: {detail}"),
+        },
+        409 => match &ctx.name {
+            Some(name) => Error::NameConflict {
+                name: name.clone(),
+                detail,
+            },
+            None => Error::Rejected {
+                status,
+                route,
+                detail,
+            },
+        },
+        413 => Error::PayloadTooLarge {
+            size: None,
+            limit: crate::tooljet::DEFAULT_MAX_BODY_BYTES,
+        },
+        451 => Error::FeatureUnavailable {
+            feature: "The External API".into(),
+            hint: LICENSE_HINT.into(),
+        },
+        400 if ctx.name.is_some() && mentions_name_taken(message) => Error::NameConflict {
+            name: ctx.name.clone().unwrap_or_default(),
+            detail,
+        },
+        400 | 422 if ctx.versions.is_some() && mentions_version(message) => {
+            let (export, server) = ctx.versions.clone().unwrap_or_default();
+            Error::VersionTooNew { export, server }
+        }
+        500..=599 => Error::Server {
+            status,
+            route,
+            detail,
+        },
+        _ => Error::Rejected {
+            status,
+            route,
+            detail,
+        },
+    }
+}
+
+/// NestJS answers an unregistered route with `Cannot <METHOD> <path>`; a missing object gives
+/// any other message. That tells "External API disabled" from "app not found".
+fn route_missing(ctx: &ErrorContext, message: &str) -> bool {
+    message.starts_with(&format!("Cannot {} ", ctx.method))
+}
+
+fn mentions_name_taken(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("already taken")
+        || m.contains("already exist")
+        || (m.contains("name") && (m.contains("unique") || m.contains("duplicate")))
+}
+
+fn mentions_version(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("version")
+}
+
+/// Extracts ToolJet's error text from a body: NestJS bodies carry `message` (string or list).
+pub(crate) fn body_message(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => match v.get("message") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(other) => other.to_string(),
+            None => v
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_string)
+                .unwrap_or_default(),
+        },
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    };
+    truncate(&text, MAX)
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+/// Replaces every occurrence of each secret in `text` (secrets shorter than 4 characters are
+/// ignored: they would match everywhere and are refused as credentials anyway).
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.len() >= 4 {
+            out = out.replace(s, "[REDACTED]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(kind: RouteKind) -> ErrorContext {
+        ErrorContext {
+            method: "GET".into(),
+            path: "/api/ext/workspaces".into(),
+            kind,
+            resource: Resource::App,
+            what: "Sales".into(),
+            name: Some("Sales".into()),
+            versions: Some(("3.20.0".into(), "3.16.0".into())),
+        }
+    }
+
+    #[test]
+    fn maps_statuses() {
+        assert_eq!(
+            classify_status(403, &ctx(RouteKind::Ext), "").reason(),
+            "ToolJetUnauthorized"
+        );
+        let e = classify_status(403, &ctx(RouteKind::Ext), "Forbidden");
+        assert!(e.to_string().contains("EXTERNAL_API_ACCESS_TOKEN"));
+        let e = classify_status(404, &ctx(RouteKind::Ext), "Cannot GET /api/ext/workspaces");
+        assert_eq!(e.reason(), "ToolJetFeatureUnavailable");
+        assert!(e.to_string().contains("ENABLE_EXTERNAL_API=true"));
+        let e = classify_status(404, &ctx(RouteKind::Ext), "App not found");
+        assert_eq!(e.reason(), "AppNotFound");
+        let e = classify_status(451, &ctx(RouteKind::Ext), "");
+        assert!(e.to_string().contains("EXTERNAL_API feature"));
+        let e = classify_status(400, &ctx(RouteKind::Ext), "App name already taken");
+        assert_eq!(e.reason(), "NameConflict");
+        let e = classify_status(400, &ctx(RouteKind::Ext), "Unsupported ToolJet version");
+        assert_eq!(e.reason(), "ToolJetVersionTooNew");
+        assert_eq!(
+            classify_status(413, &ctx(RouteKind::Ext), "").reason(),
+            "PayloadTooLarge"
+        );
+        let e = classify_status(502, &ctx(RouteKind::Internal), "bad gateway");
+        assert!(e.is_transient());
+        assert!(!classify_status(400, &ctx(RouteKind::Internal), "nope").is_transient());
+        assert!(classify_status(429, &ctx(RouteKind::Internal), "slow down").is_transient());
+        let e = classify_status(401, &ctx(RouteKind::Internal), "");
+        assert!(e.to_string().contains("`email` and `password`"));
+    }
+
+    #[test]
+    fn extracts_messages() {
+        assert_eq!(body_message(br#"{"message":"x","statusCode":400}"#), "x");
+        assert_eq!(body_message(br#"{"message":["a","b"]}"#), "a; b");
+        assert_eq!(body_message(b"plain text"), "plain text");
+        assert_eq!(body_message(&[b'a'; 400]).chars().count(), 301);
+    }
+
+    #[test]
+    fn redacts() {
+        assert_eq!(
+            redact("token s3cr3t-token here", &["s3cr3t-token", "ab"]),
+            "token [REDACTED] here"
+        );
+    }
+}
