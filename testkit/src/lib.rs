@@ -1,4 +1,5 @@
 //! Real parts for tests.
+pub mod emulator;
 pub mod gitserver;
 pub mod kube_env;
 pub mod proc;
