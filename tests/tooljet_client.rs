@@ -1361,3 +1361,11 @@ async fn emulator_seeds_sample_apps() {
     let apps = c.list_apps(&default_ws(&emu)).await.unwrap();
     assert_eq!(apps.len(), 3);
 }
+
+#[test]
+fn client_can_be_shared_between_tasks() {
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+    assert_shareable::<Client>();
+    fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+    assert_error::<Error>();
+}
