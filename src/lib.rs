@@ -8,4 +8,5 @@ pub mod controller;
 pub mod git;
 pub mod keys;
 pub mod layout;
+pub mod metrics;
 pub mod tooljet;

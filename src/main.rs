@@ -1,9 +1,23 @@
 //! The `tooljet-gitsync-operator` binary: `run` the operator, or print the `crd`s.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client};
+use tooljet_gitsync_operator::controller::{self, leader, Context, Options};
 
 #[derive(Parser)]
-#[command(name = "tooljet-gitsync-operator", version, about)]
+#[command(
+    name = "tooljet-gitsync-operator",
+    version,
+    about = "ToolJet GitSync for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -11,8 +25,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (both controllers).
+    Run(RunArgs),
     /// Print both CustomResourceDefinitions as YAML.
     Crd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Where git mirrors and short-lived key files live.
+    #[arg(long, default_value = "/var/lib/tooljet-gitsync")]
+    data_dir: PathBuf,
+    /// Elect a leader on a Lease so only one replica reconciles.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Lease name.
+    #[arg(long, default_value = "tooljet-gitsync-operator")]
+    lease_name: String,
+    /// Lease namespace (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Only watch this namespace.
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Only reconcile objects matching this label selector (sharding).
+    #[arg(long)]
+    label_selector: Option<String>,
+    /// Let AppSyncs reference GitSyncConfigs in other namespaces.
+    #[arg(long)]
+    allow_cross_namespace_refs: bool,
+    /// Reconciles running at once per kind.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,5 +86,201 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Run(args) => {
+            init_tracing(args.log_format);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(args)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator stopped");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+struct Health {
+    ready: AtomicBool,
+    ctx: Arc<Context>,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(h): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if h.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+async fn metrics(State(h): State<Arc<Health>>) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        h.ctx.metrics.encode(),
+    )
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn wait_for_crds(client: &Client) -> Result<(), kube::Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [
+        "gitsyncconfigs.gitsync.tooljet.io",
+        "appsyncs.gitsync.tooljet.io",
+    ] {
+        loop {
+            let established = api
+                .get_opt(name)
+                .await?
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                break;
+            }
+            tracing::info!(
+                crd = name,
+                "waiting for the CRD to be installed and established"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::try_default().await?;
+    let options = Options {
+        data_dir: args.data_dir.clone(),
+        watch_namespace: args.watch_namespace.clone(),
+        label_selector: args.label_selector.clone(),
+        allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+        concurrency: args.concurrency.max(1),
+        ..Options::default()
+    };
+    let ctx = Arc::new(Context::new(client.clone(), options));
+    let health = Arc::new(Health {
+        ready: AtomicBool::new(false),
+        ctx: ctx.clone(),
+    });
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(health.clone());
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    tracing::info!(addr = %args.http_addr, "serving /metrics, /healthz, /readyz");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
+
+    wait_for_crds(&client).await?;
+    let lease = args.leader_elect.then(|| leader::LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id())),
+        duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(3),
+    });
+    let mut lost = false;
+    if let Some(cfg) = &lease {
+        let mut wait_stop = stop_rx.clone();
+        tokio::select! {
+            _ = leader::acquire(&client, cfg) => {},
+            _ = wait_stop.wait_for(|s| *s) => {
+                let _ = server.await;
+                return Ok(());
+            }
+        }
+        let (c, cfg2, tx) = (client.clone(), cfg.clone(), stop_tx.clone());
+        let lost_flag = Arc::new(AtomicBool::new(false));
+        let lf = lost_flag.clone();
+        tokio::spawn(async move {
+            leader::hold(&c, &cfg2).await;
+            lf.store(true, Ordering::Relaxed);
+            let _ = tx.send(true);
+        });
+        health.ready.store(true, Ordering::Relaxed);
+        let mut ctl_stop = stop_rx.clone();
+        controller::run(ctx, async move {
+            let _ = ctl_stop.wait_for(|s| *s).await;
+        })
+        .await;
+        lost = lost_flag.load(Ordering::Relaxed);
+        if !lost {
+            leader::release(&client, cfg).await;
+        }
+    } else {
+        health.ready.store(true, Ordering::Relaxed);
+        let mut ctl_stop = stop_rx.clone();
+        controller::run(ctx, async move {
+            let _ = ctl_stop.wait_for(|s| *s).await;
+        })
+        .await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    if lost {
+        return Err("leadership lost".into());
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "tooljet-gitsync-operator".into())
 }

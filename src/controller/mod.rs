@@ -3,6 +3,7 @@
 //! Each reconcile runs validate → dereference → observe → decide (pure) → apply → report.
 
 pub mod gitsyncconfig;
+pub mod leader;
 pub mod problem;
 
 use std::hash::{Hash, Hasher};
@@ -99,6 +100,8 @@ pub struct Context {
     pub git: GitCli,
     /// Settings.
     pub options: Options,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -117,6 +120,7 @@ impl Context {
             recorder,
             git,
             options,
+            metrics: Arc::default(),
         }
     }
 
@@ -202,7 +206,14 @@ pub async fn run(
         .owns(secrets, owned)
         .graceful_shutdown_on(shutdown)
         .run(
-            gitsyncconfig::reconcile,
+            |obj, ctx: Arc<Context>| async move {
+                let start = std::time::Instant::now();
+                let res = gitsyncconfig::reconcile(obj, ctx.clone()).await;
+                let err = res.as_ref().err().map(Error::metric_label);
+                ctx.metrics
+                    .reconciled("GitSyncConfig", start.elapsed(), err);
+                res
+            },
             gitsyncconfig::error_policy,
             ctx.clone(),
         )

@@ -15,6 +15,9 @@ use tooljet_gitsync_operator::api::{self, AppSync, Condition, GitSyncConfig};
 use tooljet_gitsync_operator::controller::{self, Context, Options};
 use tooljet_gitsync_testkit::kube_env::KubeEnv;
 
+/// Label that routes objects to the operator binaries of the runtime trials.
+pub const SHARD_LABEL: &str = "e2e-shard";
+
 /// What every trial shares.
 #[allow(dead_code)] // kube and data_dir are held for their Drop
 pub struct Env {
@@ -46,6 +49,8 @@ impl Env {
             retry_min: Duration::from_millis(500),
             retry_max: Duration::from_secs(3),
             git_timeout: Duration::from_secs(30),
+            // Objects labelled for the binary trials belong to operator processes started there.
+            label_selector: Some(format!("{SHARD_LABEL}!=binary")),
             ..Options::default()
         };
         let ctx = Arc::new(Context::new(client.clone(), options));
