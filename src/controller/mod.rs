@@ -102,6 +102,9 @@ pub struct Context {
     pub options: Options,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version.
+    pub tooljet_clients:
+        std::sync::Mutex<std::collections::HashMap<String, crate::tooljet::Client>>,
 }
 
 impl Context {
@@ -121,6 +124,7 @@ impl Context {
             git,
             options,
             metrics: Arc::default(),
+            tooljet_clients: Default::default(),
         }
     }
 

@@ -1,15 +1,129 @@
-//! The GitSyncConfig's ToolJet check: credentials, server version, workspace.
+//! The ToolJet side of a GitSyncConfig: credentials from the referenced Secret, a client per
+//! config (kept while the Secret and URL are unchanged, so session logins and the server
+//! version are not repeated every interval), the server version and the workspace.
 
-use kube::ResourceExt;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
 
 use super::{Context, Error, Problem};
 use crate::api::{GitSyncConfig, ToolJetStatus};
+use crate::tooljet::{self, Credentials};
 
-/// Placeholder until the ToolJet client lands.
+/// A ready client and the resolved workspace.
+pub struct Connection {
+    /// The client.
+    pub client: tooljet::Client,
+    /// The workspace of the config.
+    pub workspace: tooljet::Workspace,
+    /// ToolJet's version.
+    pub version: String,
+}
+
+/// Turns a client error into a condition problem.
+pub fn problem_of(e: &tooljet::Error) -> Problem {
+    Problem {
+        reason: e.reason().to_string(),
+        message: e.to_string(),
+        stalled: !e.is_transient(),
+    }
+}
+
+/// Returns a client for the config, building one when the URL or the Secret changed.
+pub async fn client_for(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+) -> Result<Result<tooljet::Client, Problem>, Error> {
+    let ns = gsc.namespace().unwrap_or_default();
+    let secret_name = &gsc.spec.tooljet.credentials_secret_ref.name;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(secret) = secrets.get_opt(secret_name).await? else {
+        return Ok(Err(Problem::retrying(
+            "CredentialsSecretNotFound",
+            format!("the ToolJet credentials Secret {ns}/{secret_name} (spec.tooljet.credentialsSecretRef) does not exist: create it with key `token` (External API token) or keys `email` and `password`"),
+        )));
+    };
+    let key = format!(
+        "{ns}/{}|{}|{}|{}",
+        gsc.name_any(),
+        gsc.spec.tooljet.url,
+        secret_name,
+        secret.metadata.resource_version.clone().unwrap_or_default()
+    );
+    if let Some(c) = ctx
+        .tooljet_clients
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).cloned())
+    {
+        return Ok(Ok(c));
+    }
+    let data: std::collections::BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let creds = match Credentials::from_secret_data(&data) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(Err(Problem::stalled(
+                "CredentialsInvalid",
+                format!("Secret {ns}/{secret_name}: {e}"),
+            )))
+        }
+    };
+    let client = match tooljet::Client::new(&gsc.spec.tooljet.url, creds) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(problem_of(&e))),
+    };
+    if let Ok(mut m) = ctx.tooljet_clients.lock() {
+        let prefix = format!("{ns}/{}|", gsc.name_any());
+        m.retain(|k, _| !k.starts_with(&prefix));
+        m.insert(key, client.clone());
+    }
+    Ok(Ok(client))
+}
+
+/// Connects: client, server version, workspace.
+pub async fn connect(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+) -> Result<Result<Connection, Problem>, Error> {
+    let client = match client_for(gsc, ctx).await? {
+        Ok(c) => c,
+        Err(p) => return Ok(Err(p)),
+    };
+    let start = Instant::now();
+    let version = client.server_version().await;
+    ctx.metrics
+        .tooljet_call("server_version", start.elapsed(), version.is_ok());
+    let version = match version {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(problem_of(&e))),
+    };
+    let start = Instant::now();
+    let ws = client.resolve_workspace(&gsc.spec.tooljet.workspace).await;
+    ctx.metrics
+        .tooljet_call("resolve_workspace", start.elapsed(), ws.is_ok());
+    match ws {
+        Ok(workspace) => Ok(Ok(Connection {
+            client,
+            workspace,
+            version,
+        })),
+        Err(e) => Ok(Err(problem_of(&e))),
+    }
+}
+
+/// The check behind `ToolJetReachable`.
 pub async fn check(
-    _gsc: &GitSyncConfig,
-    _ctx: &Context,
+    gsc: &GitSyncConfig,
+    ctx: &Context,
 ) -> Result<Result<ToolJetStatus, Problem>, Error> {
-    let _ = _gsc.name_any();
-    Ok(Ok(ToolJetStatus::default()))
+    Ok(connect(gsc, ctx).await?.map(|c| ToolJetStatus {
+        version: Some(c.version),
+        workspace_id: Some(c.workspace.id),
+    }))
 }

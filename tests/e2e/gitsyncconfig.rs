@@ -59,11 +59,12 @@ spec:
     url: "{url}"
     branch: main
 {extra_repo}  tooljet:
-    url: http://127.0.0.1:9
-    workspace: sales
+    url: {tooljet}
+    workspace: my-workspace
     credentialsSecretRef: {{ name: tooljet-api }}
   interval: 1m
-{extra_spec}"#
+{extra_spec}"#,
+        tooljet = support::tooljet_url()
     )
 }
 
@@ -159,6 +160,17 @@ async fn key_generated_awaiting_then_ready(env: Arc<Env>) -> Result<()> {
     })
     .await?;
     ensure!(has(&g, "RepositoryReachable", "True", "Connected"));
+    ensure!(has(&g, "ToolJetReachable", "True", "Connected"));
+    let tj = g
+        .status
+        .as_ref()
+        .and_then(|s| s.tooljet.clone())
+        .context("tooljet status")?;
+    ensure!(tj.version.as_deref() == Some("3.16.0"), "{tj:?}");
+    ensure!(
+        tj.workspace_id.as_deref() == Some(env.tooljet.workspace().id.as_str()),
+        "{tj:?}"
+    );
     ensure!(support::condition(
         &g.status.clone().unwrap_or_default().conditions,
         "Reconciling"
@@ -575,6 +587,34 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
             "  deployKey:\n    secretName: good-key\n",
             "RepositoryNotFound",
         ),
+        (
+            "nocreds",
+            url.clone(),
+            "",
+            "  deployKey:\n    secretName: good-key\n",
+            "CredentialsSecretNotFound",
+        ),
+        (
+            "badtoken",
+            url.clone(),
+            "",
+            "  deployKey:\n    secretName: good-key\n",
+            "ToolJetUnauthorized",
+        ),
+        (
+            "noworkspace",
+            url.clone(),
+            "",
+            "  deployKey:\n    secretName: good-key\n",
+            "WorkspaceNotFound",
+        ),
+        (
+            "notooljet",
+            url.clone(),
+            "",
+            "  deployKey:\n    secretName: good-key\n",
+            "ToolJetUnreachable",
+        ),
     ];
     let good_key = keys::generate(tooljet_gitsync_operator::api::KeyType::Ed25519, "good")?;
     git.authorize(&good_key.info.public_openssh, Access::ReadWrite)?;
@@ -583,8 +623,18 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
         "stringData": {"identity": good_key.private_openssh.as_str()}
     }))?;
     secrets.create(&PostParams::default(), &good_secret).await?;
+    support::secret(c, &ns, "wrong-token", &[("token", "not-the-token")]).await?;
     for (name, u, extra_repo, extra_spec, _) in &cases {
         let mut m = manifest(name, u, extra_repo, extra_spec);
+        match *name {
+            "nocreds" => m = m.replace("name: tooljet-api", "name: missing-secret"),
+            "badtoken" => m = m.replace("name: tooljet-api", "name: wrong-token"),
+            "noworkspace" => {
+                m = m.replace("workspace: my-workspace", "workspace: no-such-workspace")
+            }
+            "notooljet" => m = m.replace(&support::tooljet_url(), "http://127.0.0.1:9"),
+            _ => {}
+        }
         if *name == "badbranch" {
             m = m.replace("branch: main", "branch: \"bad..branch\"");
         }

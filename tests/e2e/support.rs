@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tooljet_gitsync_operator::api::{self, AppSync, Condition, GitSyncConfig};
 use tooljet_gitsync_operator::controller::{self, Context, Options};
+use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::kube_env::KubeEnv;
 
 /// Label that routes objects to the operator binaries of the runtime trials.
@@ -21,6 +22,8 @@ pub const SHARD_LABEL: &str = "e2e-shard";
 /// What every trial shares.
 #[allow(dead_code)] // kube and data_dir are held for their Drop
 pub struct Env {
+    /// One ToolJet emulator (EE mode, External API on) shared by the GitSyncConfig trials.
+    pub tooljet: Emulator,
     pub kube: KubeEnv,
     pub client: Client,
     pub data_dir: tempfile::TempDir,
@@ -44,6 +47,7 @@ impl Env {
         let data_dir = tempfile::Builder::new()
             .prefix("operator-data-")
             .tempdir()?;
+        let tooljet = rt.block_on(Emulator::start(EmulatorConfig::default()))?;
         let options = Options {
             data_dir: data_dir.path().to_path_buf(),
             retry_min: Duration::from_millis(500),
@@ -59,6 +63,7 @@ impl Env {
             let _ = rx.wait_for(|stop| *stop).await;
         }));
         Ok(Arc::new(Env {
+            tooljet,
             kube,
             client,
             data_dir,
@@ -152,14 +157,39 @@ where
     }
 }
 
-/// Creates a fresh namespace.
+/// Creates a fresh namespace holding the Secret `tooljet-api` with the shared emulator's token.
 pub async fn namespace(client: &Client, name: &str) -> Result<String> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
     }))?;
     api.create(&PostParams::default(), &ns).await?;
+    let token = shared()
+        .and_then(|(env, _)| env.tooljet.token())
+        .unwrap_or_default();
+    secret(client, name, "tooljet-api", &[("token", &token)]).await?;
     Ok(name.to_string())
+}
+
+/// Creates a Secret from string data.
+pub async fn secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let map: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+        .collect();
+    let s = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": map
+    }))?;
+    api.create(&PostParams::default(), &s).await?;
+    Ok(())
+}
+
+/// URL of the shared ToolJet emulator.
+pub fn tooljet_url() -> String {
+    shared()
+        .map(|(env, _)| env.tooljet.url())
+        .unwrap_or_default()
 }
 
 /// Applies a manifest (YAML) in `ns` with server-side apply as a user would.
