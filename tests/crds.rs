@@ -19,7 +19,8 @@ fn committed_crds_are_fresh() {
             continue;
         }
         assert_eq!(
-            committed, yaml,
+            committed,
+            yaml,
             "{} is stale: run `UPDATE_CRDS=1 cargo test --test crds` and `.ci/sync-chart-crds.sh`",
             path.display()
         );
@@ -33,7 +34,12 @@ fn chart_ships_the_same_crds() {
             .join("charts/tooljet-gitsync-operator/crds")
             .join(format!("{name}.yaml"));
         let shipped = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(shipped, yaml, "{} differs: run .ci/sync-chart-crds.sh", path.display());
+        assert_eq!(
+            shipped,
+            yaml,
+            "{} differs: run .ci/sync-chart-crds.sh",
+            path.display()
+        );
     }
 }
 
@@ -55,7 +61,10 @@ fn schemas() -> Vec<(String, serde_json::Value)> {
         .map(|(_, y)| {
             let crd: serde_json::Value = serde_yaml::from_str(&y).unwrap();
             let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
-            (kind, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone())
+            (
+                kind,
+                crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone(),
+            )
         })
         .collect()
 }
@@ -76,10 +85,19 @@ fn every_example_is_valid_against_the_crds() {
             let kind = v["kind"].as_str().unwrap();
             let (_, schema) = schemas.iter().find(|(k, _)| k == kind).unwrap();
             let validator = jsonschema::validator_for(schema).unwrap();
-            let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-            assert!(errors.is_empty(), "{}: {kind} invalid: {errors:?}", f.display());
+            let errors: Vec<String> = validator
+                .iter_errors(&v)
+                .map(|e| format!("{} at {}", e, e.instance_path))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{}: {kind} invalid: {errors:?}",
+                f.display()
+            );
             match kind {
-                "GitSyncConfig" => drop(serde_json::from_value::<GitSyncConfig>(v.clone()).unwrap()),
+                "GitSyncConfig" => {
+                    drop(serde_json::from_value::<GitSyncConfig>(v.clone()).unwrap())
+                }
                 "AppSync" => drop(serde_json::from_value::<AppSync>(v.clone()).unwrap()),
                 other => panic!("unknown kind {other}"),
             }
@@ -104,7 +122,10 @@ fn schema_rejects_what_users_get_wrong() {
         ("/spec/deployKey", serde_json::json!({"type": "dsa"})),
         ("/spec/interval", serde_json::json!("often")),
         ("/spec/tooljet/url", serde_json::json!("tooljet.local")),
-        ("/spec/commitAuthor", serde_json::json!({"name": "a <b>", "email": "a@b"})),
+        (
+            "/spec/commitAuthor",
+            serde_json::json!({"name": "a <b>", "email": "a@b"}),
+        ),
     ] {
         let mut doc = base.clone();
         let parent = path.rsplit_once('/').unwrap();

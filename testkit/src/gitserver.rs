@@ -237,7 +237,13 @@ impl GitServer {
 
     /// Commits `files` (path, content) on top of `branch` of repository `name` as `author`
     /// (a foreign writer, outside the operator) and returns the new commit sha.
-    pub fn commit_files(&self, name: &str, branch: &str, files: &[(&str, &[u8])], message: &str) -> Result<String> {
+    pub fn commit_files(
+        &self,
+        name: &str,
+        branch: &str,
+        files: &[(&str, &[u8])],
+        message: &str,
+    ) -> Result<String> {
         let work = tempfile::tempdir()?;
         let w = work.path();
         // Root writing into the git user's repository: trust it, as an admin would.
@@ -249,7 +255,16 @@ impl GitServer {
         let repo = self.repo_path(name);
         let git = |args: &[&str]| -> Result<String> {
             let out = Command::new("git")
-                .args(["-c", "safe.directory=*", "-c", "user.name=Foreign Writer", "-c", "user.email=foreign@example.com", "-c", "init.defaultBranch=main"])
+                .args([
+                    "-c",
+                    "safe.directory=*",
+                    "-c",
+                    "user.name=Foreign Writer",
+                    "-c",
+                    "user.email=foreign@example.com",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
                 .args(args)
                 .env("GIT_CONFIG_GLOBAL", &global)
                 .current_dir(w)
@@ -262,7 +277,8 @@ impl GitServer {
         git(&["init", "-q"])?;
         let repo_s = repo.to_string_lossy().to_string();
         git(&["remote", "add", "origin", &repo_s])?;
-        let has_branch = !git(&["ls-remote", "origin", &format!("refs/heads/{branch}")])?.is_empty();
+        let has_branch =
+            !git(&["ls-remote", "origin", &format!("refs/heads/{branch}")])?.is_empty();
         if has_branch {
             git(&["fetch", "-q", "origin", branch])?;
             git(&["checkout", "-q", "-B", branch, "FETCH_HEAD"])?;
@@ -279,7 +295,10 @@ impl GitServer {
         }
         git(&["commit", "-q", "--allow-empty", "-m", message])?;
         git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")])?;
-        Command::new("chown").args(["-R", "git:git"]).arg(&repo).status()?;
+        Command::new("chown")
+            .args(["-R", "git:git"])
+            .arg(&repo)
+            .status()?;
         git(&["rev-parse", "HEAD"])
     }
 
