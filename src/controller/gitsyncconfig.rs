@@ -294,13 +294,15 @@ pub fn next_check(
     }
 }
 
-fn now_rfc3339() -> String {
+/// Now, RFC 3339 in UTC, second precision.
+pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
 
-fn failing_for(prev: &[Condition]) -> Duration {
+/// How long the Ready condition has been False.
+pub fn failing_for(prev: &[Condition]) -> Duration {
     api::find(prev, types::READY)
         .filter(|c| !c.is_true())
         .and_then(|c| c.last_transition_time.as_deref())
@@ -638,6 +640,66 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         ctx.options.retry_max,
     );
     Ok(Action::requeue(wait))
+}
+
+/// The repository URL and transport of a Ready config, for AppSyncs: the key from its Secret
+/// and the host keys it trusts (pinned, recorded in the Secret, or learned into status).
+pub async fn repo_access(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+) -> Result<Result<(RepoUrl, Transport), Problem>, Error> {
+    let valid = match validate(&gsc.spec) {
+        Ok(v) => v,
+        Err(p) => return Ok(Err(p)),
+    };
+    let ns = gsc.namespace().unwrap_or_default();
+    let name = gsc.key_secret_name();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(secret) = secrets.get_opt(&name).await? else {
+        return Ok(Err(Problem::retrying(
+            "GitSyncConfigNotReady",
+            format!(
+                "the deploy key Secret {ns}/{name} of GitSyncConfig {} does not exist yet",
+                gsc.name_any()
+            ),
+        )));
+    };
+    let generated = is_generated_by(&secret, gsc);
+    let (_, private) = match read_identity(&secret, &name, generated) {
+        Ok(k) => k,
+        Err(p) => return Ok(Err(p)),
+    };
+    let recorded = valid
+        .pinned_known_hosts
+        .clone()
+        .or_else(|| data_str(&secret, "known_hosts").filter(|s| !s.trim().is_empty()))
+        .or_else(|| {
+            gsc.status
+                .as_ref()
+                .and_then(|s| s.learned_known_hosts.clone())
+                .filter(|_| !generated)
+        });
+    let is_file = matches!(valid.url, RepoUrl::File { .. });
+    let host_keys = match recorded {
+        Some(kh) => HostKeyPolicy::Pinned(kh),
+        None if is_file => HostKeyPolicy::TrustOnFirstUse,
+        None => {
+            return Ok(Err(Problem::retrying(
+                "GitSyncConfigNotReady",
+                format!(
+                    "GitSyncConfig {} has not recorded the repository's host key yet",
+                    gsc.name_any()
+                ),
+            )))
+        }
+    };
+    Ok(Ok((
+        valid.url,
+        Transport {
+            private_key: (!is_file).then_some(private),
+            host_keys,
+        },
+    )))
 }
 
 async fn check_repository(

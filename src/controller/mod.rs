@@ -2,9 +2,11 @@
 //!
 //! Each reconcile runs validate → dereference → observe → decide (pure) → apply → report.
 
+pub mod appsync;
 pub mod gitsyncconfig;
 pub mod leader;
 pub mod problem;
+pub mod pull;
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -17,8 +19,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::GitSyncConfig;
+use crate::api::{AppSync, GitSyncConfig};
 use crate::git::GitCli;
+use kube::runtime::reflector::ObjectRef;
 
 pub use problem::Problem;
 
@@ -102,6 +105,8 @@ pub struct Context {
     pub options: Options,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// One git worker per repository.
+    pub workers: crate::git::worker::Workers,
     /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version.
     pub tooljet_clients:
         std::sync::Mutex<std::collections::HashMap<String, crate::tooljet::Client>>,
@@ -118,11 +123,14 @@ impl Context {
             },
         );
         let git = GitCli::new(options.data_dir.join("tmp"), options.git_timeout);
+        let workers =
+            crate::git::worker::Workers::new(git.clone(), options.data_dir.join("mirrors"));
         Context {
             client,
             recorder,
             git,
             options,
+            workers,
             metrics: Arc::default(),
             tooljet_clients: Default::default(),
         }
@@ -192,6 +200,9 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency);
+
     let (reader, writer) = reflector::store::<GitSyncConfig>();
     let gsc_stream = watcher(ctx.api::<GitSyncConfig>(), ctx.watcher_config())
         .default_backoff()
@@ -204,11 +215,10 @@ pub async fn run(
         crate::api::MANAGED_BY_LABEL,
         crate::api::MANAGED_BY
     ));
-    let config = kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency);
-    Controller::for_stream(gsc_stream, reader)
-        .with_config(config)
+    let gsc_controller = Controller::for_stream(gsc_stream, reader)
+        .with_config(config.clone())
         .owns(secrets, owned)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             |obj, ctx: Arc<Context>| async move {
                 let start = std::time::Instant::now();
@@ -221,15 +231,67 @@ pub async fn run(
             gitsyncconfig::error_policy,
             ctx.clone(),
         )
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => {
-                    tracing::debug!(name = %obj.name, ns = ?obj.namespace, "reconciled")
-                }
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-            }
-        })
-        .await;
+        .for_each(log_result);
+
+    let (aps_reader, aps_writer) = reflector::store::<AppSync>();
+    let aps_stream = watcher(ctx.api::<AppSync>(), ctx.watcher_config())
+        .default_backoff()
+        .reflect(aps_writer)
+        .applied_objects()
+        .predicate_filter(user_change, Default::default());
+    let store = aps_reader.clone();
+    // An AppSync waits for its GitSyncConfig: any change of the config (e.g. turning Ready)
+    // re-runs the AppSyncs that reference it.
+    let referencing = move |gsc: GitSyncConfig| {
+        let (name, ns) = (gsc.name_any(), gsc.namespace().unwrap_or_default());
+        store
+            .state()
+            .into_iter()
+            .filter(|a| {
+                a.spec.git_sync_config_ref.name == name
+                    && a.spec
+                        .git_sync_config_ref
+                        .namespace
+                        .clone()
+                        .or_else(|| a.namespace())
+                        .as_deref()
+                        == Some(ns.as_str())
+            })
+            .map(|a| ObjectRef::from_obj(a.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let aps_controller = Controller::for_stream(aps_stream, aps_reader)
+        .with_config(config)
+        .watches(
+            ctx.api::<GitSyncConfig>(),
+            ctx.watcher_config(),
+            referencing,
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx: Arc<Context>| async move {
+                let start = std::time::Instant::now();
+                let res = appsync::reconcile(obj, ctx.clone()).await;
+                let err = res.as_ref().err().map(Error::metric_label);
+                ctx.metrics.reconciled("AppSync", start.elapsed(), err);
+                res
+            },
+            appsync::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_result);
+    futures::join!(gsc_controller, aps_controller);
+}
+
+async fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(
+    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>,
+) where
+    K: Resource,
+{
+    match res {
+        Ok((obj, _)) => tracing::debug!(name = %obj.name, ns = ?obj.namespace, "reconciled"),
+        Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+    }
 }
 
 /// Convenience for objects' namespace/name in logs and messages.

@@ -207,7 +207,7 @@ async fn key_generated_awaiting_then_ready(env: Arc<Env>) -> Result<()> {
     Ok(())
 }
 
-async fn ready_config(
+pub async fn ready_config(
     env: &Env,
     ns: &str,
     git: &GitServer,

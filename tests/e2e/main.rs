@@ -5,6 +5,7 @@
 //! the end, and never outlives the run.
 
 mod gitsyncconfig;
+mod push;
 mod runtime;
 mod support;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     trials.extend(gitsyncconfig::trials());
     trials.extend(runtime::trials());
+    trials.extend(push::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

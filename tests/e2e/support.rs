@@ -304,3 +304,46 @@ pub async fn event_notes(client: &Client, ns: &str) -> Result<String> {
         .collect::<Vec<_>>()
         .join("\n"))
 }
+
+/// Waits until an AppSync satisfies `pred`; the error shows its last status.
+pub async fn wait_aps(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&AppSync) -> bool,
+) -> Result<AppSync> {
+    let api: Api<AppSync> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(a) = api.get(name).await {
+            if pred(&a) {
+                return Ok(a);
+            }
+            last = Some(a);
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            bail!(
+                "AppSync {ns}/{name}: {what} not reached in 90s; last status: {}",
+                serde_json::to_string_pretty(&last.and_then(|a| a.status)).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Whether an AppSync's condition `type_` has `status` and `reason`.
+pub fn aps_has(a: &AppSync, type_: &str, status: &str, reason: &str) -> bool {
+    a.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, type_))
+        .is_some_and(|c| c.status == status && c.reason == reason)
+}
+
+/// An AppSync manifest for the GitSyncConfig `sales`.
+pub fn appsync_manifest(name: &str, app: &str, direction: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: {name}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: {app:?}\n  direction: {direction}\n{extra}"
+    )
+}

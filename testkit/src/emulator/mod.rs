@@ -192,6 +192,18 @@ impl Emulator {
         st.create_app(ws, name, content, &versions)
     }
 
+    /// Edits an app's content (what the editor would change: components, queries, ...) and
+    /// bumps its `updated_at`, as saving in ToolJet does.
+    pub fn edit_app(&self, app_id: &str, edit: impl FnOnce(&mut Value)) -> Result<(), String> {
+        let mut st = lock(&self.state);
+        let app = st
+            .app_mut(app_id)
+            .ok_or_else(|| format!("no app {app_id}"))?;
+        edit(&mut app.content);
+        app.updated_at = now();
+        Ok(())
+    }
+
     /// Adds a version (becoming the editing/latest version) to an app.
     pub fn add_version(&self, app_id: &str, name: &str) -> Result<VersionRec, String> {
         let mut st = lock(&self.state);

@@ -1,0 +1,500 @@
+//! AppSync reconciler. Push: export the app from ToolJet and hand it to the repository worker,
+//! which commits it in ToolJet's layout. Nothing in git or ToolJet is ever deleted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::gitsyncconfig::{failing_for, next_check, now_rfc3339, parse_interval, repo_access};
+use super::tooljet_check::{connect, problem_of};
+use super::{key_of, Context, Error, Problem, FIELD_MANAGER};
+use crate::api::{
+    self, types, AppStatus, AppSync, AppSyncStatus, CommitInfo, Condition, Direction, GitStatus,
+    GitSyncConfig,
+};
+use crate::git::worker::{PushJob, PushResult, WorkerError};
+use crate::layout::{self, Refusal};
+
+/// What a successful pass found or did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The app in ToolJet.
+    pub app: Option<AppStatus>,
+    /// The app in git.
+    pub git: Option<GitStatus>,
+    /// A commit made now.
+    pub committed: Option<CommitInfo>,
+    /// Message of the Synced condition.
+    pub message: String,
+    /// Reason of the Synced condition.
+    pub reason: &'static str,
+}
+
+/// Resolves `spec.gitSyncConfigRef`, refusing other namespaces unless allowed.
+pub fn config_namespace(aps: &AppSync, allow_cross: bool) -> Result<String, Problem> {
+    let own = aps.namespace().unwrap_or_default();
+    match aps.spec.git_sync_config_ref.namespace.as_deref() {
+        None => Ok(own),
+        Some(ns) if ns == own => Ok(own),
+        Some(ns) if allow_cross => Ok(ns.to_string()),
+        Some(ns) => Err(Problem::stalled(
+            "CrossNamespaceRefDenied",
+            format!("spec.gitSyncConfigRef points to namespace {ns}, but the operator only allows GitSyncConfigs in the AppSync's own namespace ({own}); move the AppSync, or start the operator with --allow-cross-namespace-refs"),
+        )),
+    }
+}
+
+/// Conditions for an outcome. Pure.
+pub fn conditions(result: &Result<Outcome, Problem>, suspended: bool) -> Vec<Condition> {
+    if suspended {
+        return vec![Condition::new(
+            types::READY,
+            false,
+            "Suspended",
+            "spec.suspend is true: nothing is written to git or ToolJet",
+        )];
+    }
+    match result {
+        Ok(o) => vec![
+            Condition::new(types::READY, true, o.reason, &o.message),
+            Condition::new(types::SYNCED, true, o.reason, &o.message),
+        ],
+        Err(p) => {
+            let mut v = vec![
+                Condition::new(types::READY, false, &p.reason, &p.message),
+                Condition::new(types::SYNCED, false, &p.reason, &p.message),
+            ];
+            if p.reason != "GitSyncConfigDisabled" {
+                let t = if p.stalled {
+                    types::STALLED
+                } else {
+                    types::RECONCILING
+                };
+                v.push(Condition::new(t, true, &p.reason, &p.message));
+            }
+            v
+        }
+    }
+}
+
+fn refusal_problem(r: &Refusal) -> Problem {
+    let reason = match r {
+        Refusal::Name(_) => "AppNameRefused",
+        Refusal::FolderClaimed { .. } | Refusal::FolderExists { .. } => "FolderCollision",
+        _ => "PushRefused",
+    };
+    Problem::stalled(reason, format!("nothing was written to git: {r}"))
+}
+
+fn worker_problem(e: &WorkerError) -> Problem {
+    let stalled = matches!(e.reason(), "HostKeyMismatch" | "InvalidRepositoryContent");
+    Problem {
+        reason: e.reason().to_string(),
+        message: e.to_string(),
+        stalled,
+    }
+}
+
+/// Entry point for the controller.
+pub async fn reconcile(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<AppSync> =
+        Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
+    finalizer(&api, api::FINALIZER, aps, |event| async {
+        match event {
+            Finalizer::Apply(a) => apply(a, ctx.clone()).await,
+            Finalizer::Cleanup(a) => cleanup(a, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+/// Requeue after infrastructure errors.
+pub fn error_policy(aps: Arc<AppSync>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(appsync = %key_of(aps.as_ref()), error = %err, "reconcile error");
+    Action::requeue(ctx.options.retry_min)
+}
+
+async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let path = aps
+        .status
+        .as_ref()
+        .and_then(|s| s.git.as_ref())
+        .and_then(|g| g.path.clone())
+        .unwrap_or_else(|| "the app's folder".into());
+    tracing::info!(appsync = %key_of(aps.as_ref()), %path, "AppSync deleted; git and ToolJet left untouched");
+    let _ = ctx;
+    Ok(Action::await_change())
+}
+
+async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let prev = aps.status.clone().unwrap_or_default();
+    let mut status = AppSyncStatus {
+        observed_generation: aps.metadata.generation,
+        app: prev.app.clone(),
+        git: prev.git.clone(),
+        last_commit: prev.last_commit.clone(),
+        available_update: prev.available_update.clone(),
+        last_handled_pull_requested_at: prev.last_handled_pull_requested_at.clone(),
+        ..Default::default()
+    };
+    let mut interval = Duration::from_secs(300);
+    let result = if aps.spec.suspend {
+        Err(Problem::retrying("Suspended", ""))
+    } else {
+        match run(&aps, &ctx, &prev, &mut interval).await? {
+            Ok(o) => {
+                if o.app.is_some() {
+                    status.app = o.app.clone();
+                }
+                if o.git.is_some() {
+                    status.git = o.git.clone();
+                }
+                if let Some(c) = &o.committed {
+                    status.last_commit = Some(c.clone());
+                }
+                Ok(o)
+            }
+            Err(p) => Err(p),
+        }
+    };
+    let conds = conditions(&result, aps.spec.suspend);
+    let now = now_rfc3339();
+    status.conditions = api::merge(&prev.conditions, conds, aps.metadata.generation, &now);
+
+    if let Ok(Outcome {
+        committed: Some(c), ..
+    }) = &result
+    {
+        ctx.event(
+            aps.as_ref(),
+            EventType::Normal,
+            "Committed",
+            format!(
+                "pushed commit {} to git: {}",
+                &c.sha[..c.sha.len().min(12)],
+                c.message
+            ),
+        )
+        .await;
+    }
+    report_transition(&aps, &ctx, &prev.conditions, &status.conditions).await;
+
+    let api: Api<AppSync> =
+        Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
+    let patch =
+        json!({"apiVersion": "gitsync.tooljet.io/v1alpha1", "kind": "AppSync", "status": status});
+    api.patch_status(
+        &aps.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+
+    let problem = result.err().filter(|_| !aps.spec.suspend);
+    let wait = match &problem {
+        Some(p) if p.reason == "GitSyncConfigDisabled" => interval,
+        _ => next_check(
+            problem.as_ref(),
+            failing_for(&status.conditions),
+            interval,
+            ctx.options.retry_min,
+            ctx.options.retry_max,
+        ),
+    };
+    if aps.spec.suspend {
+        return Ok(Action::await_change());
+    }
+    Ok(Action::requeue(wait))
+}
+
+async fn report_transition(aps: &AppSync, ctx: &Context, prev: &[Condition], next: &[Condition]) {
+    let (Some(new), old) = (api::find(next, types::READY), api::find(prev, types::READY)) else {
+        return;
+    };
+    if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
+        return;
+    }
+    let t = if new.is_true() || matches!(new.reason.as_str(), "Suspended" | "GitSyncConfigNotReady")
+    {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    ctx.event(aps, t, &new.reason, new.message.clone()).await;
+}
+
+/// One pass: dereference the config, then push or pull.
+async fn run(
+    aps: &AppSync,
+    ctx: &Context,
+    prev: &AppSyncStatus,
+    interval: &mut Duration,
+) -> Result<Result<Outcome, Problem>, Error> {
+    let ns = match config_namespace(aps, ctx.options.allow_cross_namespace_refs) {
+        Ok(ns) => ns,
+        Err(p) => return Ok(Err(p)),
+    };
+    let ref_name = &aps.spec.git_sync_config_ref.name;
+    let gscs: Api<GitSyncConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(gsc) = gscs.get_opt(ref_name).await? else {
+        return Ok(Err(Problem::retrying(
+            "GitSyncConfigNotFound",
+            format!("GitSyncConfig {ns}/{ref_name} (spec.gitSyncConfigRef) does not exist: create it or fix the reference"),
+        )));
+    };
+    if let Ok(d) = parse_interval(&gsc.spec.interval) {
+        *interval = d;
+    }
+    if !gsc.spec.enabled {
+        return Ok(Err(Problem::retrying(
+            "GitSyncConfigDisabled",
+            format!("GitSyncConfig {ns}/{ref_name} has spec.enabled: false, so nothing is committed or pulled"),
+        )));
+    }
+    let gsc_ready = gsc
+        .status
+        .as_ref()
+        .and_then(|s| api::find(&s.conditions, types::READY).cloned());
+    match gsc_ready {
+        Some(c) if c.is_true() => {}
+        Some(c) => {
+            return Ok(Err(Problem::retrying(
+                "GitSyncConfigNotReady",
+                format!(
+                "GitSyncConfig {ns}/{ref_name} is not Ready ({}: {}); this AppSync waits for it",
+                c.reason, c.message
+            ),
+            )))
+        }
+        None => {
+            return Ok(Err(Problem::retrying(
+                "GitSyncConfigNotReady",
+                format!(
+                "GitSyncConfig {ns}/{ref_name} has not been checked yet; this AppSync waits for it"
+            ),
+            )))
+        }
+    }
+    match aps.spec.direction {
+        Direction::Push => push(aps, ctx, &gsc, prev).await,
+        Direction::Pull => super::pull::pull(aps, ctx, &gsc, prev).await,
+    }
+}
+
+async fn push(
+    aps: &AppSync,
+    ctx: &Context,
+    gsc: &GitSyncConfig,
+    prev: &AppSyncStatus,
+) -> Result<Result<Outcome, Problem>, Error> {
+    let conn = match connect(gsc, ctx).await? {
+        Ok(c) => c,
+        Err(p) => return Ok(Err(p)),
+    };
+    let previous_id = prev.app.as_ref().and_then(|a| a.id.clone());
+    let start = Instant::now();
+    let mut found = conn.client.find_app(&conn.workspace, &aps.spec.app).await;
+    if let (Ok(None), Some(id)) = (&found, &previous_id) {
+        // Renamed in ToolJet: the app keeps its id, so follow it (its folder moves in git).
+        found = conn
+            .client
+            .find_app(&conn.workspace, &format!("id:{id}"))
+            .await;
+    }
+    ctx.metrics
+        .tooljet_call("find_app", start.elapsed(), found.is_ok());
+    let app = match found {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let kept = prev
+                .git
+                .as_ref()
+                .and_then(|g| g.path.clone())
+                .map(|p| format!("; nothing in git was deleted ({p} is kept)"))
+                .unwrap_or_default();
+            return Ok(Err(Problem::stalled(
+                "AppNotFound",
+                format!("no app {:?} in ToolJet workspace {}{kept}. If it was deleted, delete this AppSync (git keeps the app); otherwise fix spec.app (a name, or id:<uuid>)", aps.spec.app, conn.workspace.name),
+            )));
+        }
+        Err(e) => return Ok(Err(problem_of(&e))),
+    };
+    let version = aps.spec.push.as_ref().and_then(|p| p.version.clone());
+    let start = Instant::now();
+    let export = conn
+        .client
+        .export_app(&conn.workspace, &app.id, version.as_deref())
+        .await;
+    ctx.metrics
+        .tooljet_call("export_app", start.elapsed(), export.is_ok());
+    let export = match export {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(problem_of(&e))),
+    };
+    let exported = match layout::app_from_export(&export) {
+        Ok(x) => x,
+        Err(e) => {
+            return Ok(Err(Problem::retrying(
+                "InvalidExport",
+                format!("ToolJet returned an export the operator cannot read: {e}"),
+            )))
+        }
+    };
+    let (url, transport) = match repo_access(gsc, ctx).await? {
+        Ok(a) => a,
+        Err(p) => return Ok(Err(p)),
+    };
+    let author = aps
+        .spec
+        .push
+        .as_ref()
+        .and_then(|p| p.author.clone())
+        .or_else(|| gsc.spec.commit_author.clone())
+        .unwrap_or_default();
+    let message = aps
+        .spec
+        .push
+        .as_ref()
+        .and_then(|p| p.commit_message.clone())
+        .unwrap_or_else(|| layout::plan::DEFAULT_UPDATE_MESSAGE.to_string());
+    let job = PushJob {
+        transport,
+        branch: gsc.spec.repository.branch.clone(),
+        app_id: app.id.clone(),
+        app_name: app.name.clone(),
+        version_id: exported.version_id.clone(),
+        version_name: exported.version_name.clone(),
+        export,
+        message,
+        author_name: author.name.clone(),
+        author_email: author.email.clone(),
+        date: jiff::Timestamp::now(),
+    };
+    let start = Instant::now();
+    let result = ctx.workers.get(&url).push(job).await;
+    ctx.metrics.git_op("push", start.elapsed(), result.is_ok());
+    let app_status = Some(AppStatus {
+        id: Some(app.id.clone()),
+        name: Some(app.name.clone()),
+        version_id: Some(exported.version_id.clone()),
+        version_name: Some(exported.version_name.clone()),
+    });
+    let git_status = |path: &str| {
+        Some(GitStatus {
+            path: Some(path.to_string()),
+            git_app_id: Some(app.id.clone()),
+        })
+    };
+    let branch = &gsc.spec.repository.branch;
+    Ok(match result {
+        Ok(PushResult::NoChange { app_path, head }) => Ok(Outcome {
+            app: app_status,
+            git: git_status(&app_path),
+            committed: None,
+            reason: "UpToDate",
+            message: format!(
+                "git holds {} version {} at {app_path} on {branch}{}",
+                app.name,
+                exported.version_name,
+                head.map(|h| format!(" (head {})", &h[..h.len().min(12)]))
+                    .unwrap_or_default()
+            ),
+        }),
+        Ok(PushResult::Committed {
+            commit,
+            app_path,
+            kind,
+        }) => {
+            ctx.metrics.pushed(1);
+            Ok(Outcome {
+                app: app_status,
+                git: git_status(&app_path),
+                message: format!(
+                    "pushed {kind:?} of {} version {} to {app_path} on {branch} as {}",
+                    app.name,
+                    exported.version_name,
+                    &commit.sha[..commit.sha.len().min(12)]
+                ),
+                committed: Some(CommitInfo {
+                    sha: commit.sha,
+                    message: commit.message,
+                    author: commit.author,
+                    date: Some(commit.date),
+                }),
+                reason: "Committed",
+            })
+        }
+        Ok(PushResult::Refused(r)) => Err(refusal_problem(&r)),
+        Err(e) => Err(worker_problem(&e)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aps(ns_ref: Option<&str>) -> AppSync {
+        let mut a = AppSync::new(
+            "x",
+            api::AppSyncSpec {
+                git_sync_config_ref: api::ConfigRef {
+                    name: "c".into(),
+                    namespace: ns_ref.map(String::from),
+                },
+                app: "A".into(),
+                direction: Direction::Push,
+                push: None,
+                pull: None,
+                suspend: false,
+            },
+        );
+        a.metadata.namespace = Some("team".into());
+        a
+    }
+
+    #[test]
+    fn cross_namespace_refs_need_the_flag() {
+        assert_eq!(config_namespace(&aps(None), false).unwrap(), "team");
+        assert_eq!(config_namespace(&aps(Some("team")), false).unwrap(), "team");
+        assert_eq!(
+            config_namespace(&aps(Some("other")), false)
+                .unwrap_err()
+                .reason,
+            "CrossNamespaceRefDenied"
+        );
+        assert_eq!(
+            config_namespace(&aps(Some("other")), true).unwrap(),
+            "other"
+        );
+    }
+
+    #[test]
+    fn suspended_is_not_ready_without_reconciling() {
+        let c = conditions(&Err(Problem::retrying("X", "")), true);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].reason, "Suspended");
+    }
+
+    #[test]
+    fn problems_map_to_kstatus() {
+        let c = conditions(&Err(Problem::stalled("AppNotFound", "m")), false);
+        assert!(api::find(&c, "Stalled").is_some());
+        let c = conditions(&Err(Problem::retrying("GitSyncConfigNotReady", "m")), false);
+        assert!(api::find(&c, "Reconciling").is_some());
+        let ok = conditions(
+            &Ok(Outcome {
+                reason: "UpToDate",
+                ..Default::default()
+            }),
+            false,
+        );
+        assert!(api::find(&ok, "Ready").unwrap().is_true());
+    }
+}
