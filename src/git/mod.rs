@@ -8,7 +8,9 @@
 pub mod check;
 pub mod classify;
 pub mod cli;
+mod mirror;
 pub mod url;
+pub mod worker;
 
 pub use check::{check_access, AccessCheck, CheckOutcome};
 pub use classify::{GitFailure, GitFailureKind};

@@ -1,0 +1,756 @@
+//! The repository worker against a real sshd + git-shell on loopback: ToolJet's layout on
+//! push (creation, update, rename, version change, no change), batching, non-fast-forward
+//! retries without force, mirror rebuilds, snapshots, shared remote-head checks and update
+//! detection. Every test starts its own server and data directory.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use tooljet_gitsync_operator::api::KeyType;
+use tooljet_gitsync_operator::git::worker::{
+    PushJob, PushResult, WorkerError, WorkerHandle, Workers,
+};
+use tooljet_gitsync_operator::git::{GitCli, GitFailureKind, HostKeyPolicy, RepoUrl, Transport};
+use tooljet_gitsync_operator::keys;
+use tooljet_gitsync_operator::layout::PushKind;
+use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
+
+const REPO: &str = "apps";
+const LONG: Duration = Duration::from_secs(3600);
+
+struct Env {
+    server: GitServer,
+    url: RepoUrl,
+    transport: Transport,
+    workers: Workers,
+    worker: WorkerHandle,
+    data: tempfile::TempDir,
+}
+
+fn setup() -> Result<Env> {
+    let server = GitServer::start()?;
+    let url = RepoUrl::parse(&server.create_repo(REPO)?)?;
+    let key = keys::generate(KeyType::Ed25519, "worker-test")?;
+    server.authorize(&key.info.public_openssh, Access::ReadWrite)?;
+    let transport = Transport {
+        private_key: Some(key.private_openssh),
+        host_keys: HostKeyPolicy::Pinned(server.known_hosts_line()?),
+    };
+    let data = tempfile::tempdir()?;
+    let workers = workers_in(data.path());
+    let worker = workers.get(&url);
+    Ok(Env {
+        server,
+        url,
+        transport,
+        workers,
+        worker,
+        data,
+    })
+}
+
+fn workers_in(data: &Path) -> Workers {
+    Workers::new(
+        GitCli::new(data.join("scratch"), Duration::from_secs(60)),
+        data.join("mirrors"),
+    )
+}
+
+/// An export shaped like ToolJet's (reference §2), with `text` as the app's content.
+fn export(name: &str, version: &str, text: &str) -> Value {
+    json!({
+        "app": [{"definition": {"appV2": {
+            "id": "39f9a222-5cf9-486d-9e9d-7ee9964752b1",
+            "name": name,
+            "type": "front-end",
+            "updatedAt": "2024-03-01T10:22:33.123Z",
+            "editingVersion": {"id": "d486cb0f-64bf-41c0-b445-c8308e87c1bf", "name": version},
+            "components": [{"id": "6fdbe287-cffd-4d6d-a846-db5a003b6835", "name": "button1",
+                            "properties": {"text": {"value": text}}}],
+            "appVersions": [{"id": "d486cb0f-64bf-41c0-b445-c8308e87c1bf", "name": version}]
+        }}}],
+        "tooljet_version": "3.16.0-ee-lts"
+    })
+}
+
+impl Env {
+    fn job(&self, app_id: &str, name: &str, version: &str, text: &str, message: &str) -> PushJob {
+        PushJob {
+            transport: self.transport.clone(),
+            branch: "main".into(),
+            app_id: app_id.into(),
+            app_name: name.into(),
+            version_id: format!("{version}-id"),
+            version_name: version.into(),
+            export: export(name, version, text),
+            message: message.into(),
+            author_name: "Jane Doe".into(),
+            author_email: "jane@example.com".into(),
+            date: "2024-03-01T10:22:33.123Z".parse().unwrap(),
+        }
+    }
+
+    async fn push(&self, job: PushJob) -> Result<PushResult> {
+        Ok(self.worker.push(job).await?)
+    }
+
+    fn git(&self, args: &[&str]) -> Result<String> {
+        self.server.git(REPO, args)
+    }
+
+    fn files(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .git(&["ls-tree", "-r", "--name-only", "main"])?
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn head(&self) -> Result<String> {
+        Ok(self.git(&["rev-parse", "main"])?.trim().to_owned())
+    }
+
+    fn meta(&self) -> Result<Value> {
+        Ok(serde_json::from_str(
+            &self.git(&["show", "main:.meta/meta.json"])?,
+        )?)
+    }
+
+    fn is_ancestor(&self, ancestor: &str, of: &str) -> bool {
+        self.git(&["merge-base", "--is-ancestor", ancestor, of])
+            .is_ok()
+    }
+
+    /// Lets root write into the git-owned repository without leaving root-owned object
+    /// directories behind (which the git user could not write into).
+    fn precreate_object_dirs(&self) -> Result<()> {
+        let objects = self.server.repo_path(REPO).join("objects");
+        for i in 0..=255u8 {
+            std::fs::create_dir_all(objects.join(format!("{i:02x}")))?;
+        }
+        let st = Command::new("chown")
+            .args(["-R", "git:git"])
+            .arg(&objects)
+            .status()?;
+        ensure!(st.success());
+        Ok(())
+    }
+}
+
+fn committed(r: &PushResult) -> Result<(&str, &str, &PushKind)> {
+    match r {
+        PushResult::Committed {
+            commit,
+            app_path,
+            kind,
+        } => Ok((&commit.sha, app_path, kind)),
+        other => anyhow::bail!("expected a commit, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_push_creates_meta_and_app_file() -> Result<()> {
+    let env = setup()?;
+    let r = env
+        .push(env.job("app-1", "Sales Dashboard", "v1", "hello", "ignored"))
+        .await?;
+    let (sha, path, kind) = committed(&r)?;
+    ensure!(*kind == PushKind::Creation && path == "Sales Dashboard/v1.json");
+    ensure!(env.head()? == sha);
+    ensure!(
+        env.files()?
+            == BTreeSet::from([
+                ".meta/meta.json".to_string(),
+                "Sales Dashboard/v1.json".to_string()
+            ])
+    );
+    // Root commit of an empty repository: the bare message, the job's author.
+    ensure!(
+        env.git(&["log", "--format=%s|%an|%ae|%P", "main"])?.trim()
+            == "App creation|Jane Doe|jane@example.com|"
+    );
+    let meta = env.meta()?;
+    ensure!(meta["app-1"]["gitAppName"] == "Sales Dashboard");
+    ensure!(meta["app-1"]["gitVersionName"] == "v1");
+    ensure!(meta["app-1"]["lastCommitMessage"] == "App creation");
+    ensure!(meta["app-1"]["lastCommitUser"] == "Jane Doe");
+    let file: Value = serde_json::from_str(&env.git(&["show", "main:Sales Dashboard/v1.json"])?)?;
+    ensure!(file == export("Sales Dashboard", "v1", "hello"));
+    if let PushResult::Committed { commit, .. } = &r {
+        ensure!(commit.message == "App creation" && commit.author == "Jane Doe");
+        ensure!(commit.date == "2024-03-01T10:22:33Z", "{}", commit.date);
+    }
+    let s = env.worker.stats();
+    ensure!(s.pushes == 1 && s.commits == 1 && s.fetches == 1, "{s:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_commits_with_the_users_message() -> Result<()> {
+    let env = setup()?;
+    let first = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let (first_sha, ..) = committed(&first)?;
+    let r = env
+        .push(env.job("app-1", "Sales", "v1", "two", "add filter to table"))
+        .await?;
+    let (sha, path, kind) = committed(&r)?;
+    ensure!(*kind == PushKind::Update && path == "Sales/v1.json");
+    ensure!(
+        env.git(&["log", "-1", "--format=%s|%P", "main"])?.trim()
+            == format!("Version v1 Of Sales: add filter to table|{first_sha}")
+    );
+    ensure!(env.head()? == sha);
+    ensure!(env.meta()?["app-1"]["lastCommitMessage"] == "add filter to table");
+    let file: Value = serde_json::from_str(&env.git(&["show", "main:Sales/v1.json"])?)?;
+    ensure!(file == export("Sales", "v1", "two"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_moves_the_folder() -> Result<()> {
+    let env = setup()?;
+    env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    env.push(env.job("app-2", "Other", "v1", "x", "")).await?;
+    let r = env
+        .push(env.job("app-1", "Revenue", "v1", "one", ""))
+        .await?;
+    let (_, path, kind) = committed(&r)?;
+    ensure!(*kind == PushKind::Rename && path == "Revenue/v1.json");
+    let files = env.files()?;
+    ensure!(
+        files
+            == BTreeSet::from([
+                ".meta/meta.json".to_string(),
+                "Other/v1.json".to_string(),
+                "Revenue/v1.json".to_string()
+            ]),
+        "{files:?}"
+    );
+    ensure!(
+        env.git(&["log", "-1", "--format=%s", "main"])?.trim()
+            == "Version v1 Of Revenue: App Sales  is renamed to Revenue"
+    );
+    let meta = env.meta()?;
+    ensure!(meta["app-1"]["gitAppName"] == "Revenue" && meta["app-2"]["gitAppName"] == "Other");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_change_replaces_the_file() -> Result<()> {
+    let env = setup()?;
+    env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let r = env.push(env.job("app-1", "Sales", "v2", "one", "")).await?;
+    let (_, path, kind) = committed(&r)?;
+    ensure!(*kind == PushKind::VersionChange && path == "Sales/v2.json");
+    ensure!(
+        env.files()?
+            == BTreeSet::from([".meta/meta.json".to_string(), "Sales/v2.json".to_string()])
+    );
+    ensure!(
+        env.git(&["log", "-1", "--format=%s", "main"])?.trim()
+            == "Version v2 Of Sales: Version creation"
+    );
+    ensure!(env.meta()?["app-1"]["gitVersionId"] == "v2-id");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_change_makes_no_commit_and_no_push() -> Result<()> {
+    let env = setup()?;
+    let first = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let (sha, ..) = committed(&first)?;
+    let before = env.worker.stats();
+    // Same content under a later date and another message: still nothing to commit.
+    let mut again = env.job("app-1", "Sales", "v1", "one", "nothing new");
+    again.date = "2025-01-01T00:00:00Z".parse()?;
+    let r = env.push(again).await?;
+    ensure!(
+        r == PushResult::NoChange {
+            app_path: "Sales/v1.json".into(),
+            head: Some(sha.to_owned())
+        },
+        "{r:?}"
+    );
+    let after = env.worker.stats();
+    ensure!(
+        after.pushes == before.pushes && after.commits == before.commits,
+        "{after:?}"
+    );
+    ensure!(env.head()? == sha);
+    ensure!(env.git(&["rev-list", "--count", "main"])?.trim() == "1");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_push_writes_nothing() -> Result<()> {
+    let env = setup()?;
+    env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let head = env.head()?;
+    // Another app may not take over an existing app's folder.
+    let r = env.push(env.job("app-2", "Sales", "v1", "two", "")).await?;
+    ensure!(matches!(r, PushResult::Refused(_)), "{r:?}");
+    ensure!(env.head()? == head);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_jobs_at_once_make_one_batch() -> Result<()> {
+    let env = setup()?;
+    let jobs: Vec<_> = (0..20)
+        .map(|i| env.job(&format!("app-{i}"), &format!("App {i}"), "v1", "x", ""))
+        .collect();
+    let results = futures::future::join_all(jobs.into_iter().map(|job| env.worker.push(job))).await;
+    let mut shas = BTreeSet::new();
+    for r in results {
+        let r = r?;
+        let (sha, _, kind) = committed(&r)?;
+        ensure!(*kind == PushKind::Creation);
+        shas.insert(sha.to_owned());
+    }
+    ensure!(shas.len() == 20, "one commit per app");
+    let s = env.worker.stats();
+    ensure!(
+        s.pushes == 1 && s.fetches == 1 && s.commits == 20 && s.batches == 1,
+        "{s:?}"
+    );
+    ensure!(env.git(&["rev-list", "--count", "main"])?.trim() == "20");
+    let files = env.files()?;
+    for i in 0..20 {
+        ensure!(files.contains(&format!("App {i}/v1.json")), "{files:?}");
+    }
+    ensure!(env.meta()?.as_object().map(|m| m.len()) == Some(20));
+    // Each commit carries its own app's message.
+    let subjects = env.git(&["log", "--format=%s", "main"])?;
+    ensure!(
+        subjects
+            .lines()
+            .filter(|s| s.ends_with(": App creation"))
+            .count()
+            == 19
+    );
+    ensure!(subjects.lines().any(|s| s == "App creation"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_push_is_reapplied_on_the_new_head() -> Result<()> {
+    let env = setup()?;
+    env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    // The server's update hook lands a foreign commit while our push is in flight, once.
+    let hook = env.server.repo_path(REPO).join("hooks/update");
+    std::fs::write(
+        &hook,
+        r#"#!/bin/sh
+if [ ! -e "$GIT_DIR/foreign-done" ] && [ "$2" != 0000000000000000000000000000000000000000 ]; then
+  touch "$GIT_DIR/foreign-done"
+  blob=$(echo foreign | git hash-object -w --stdin)
+  base=$(git rev-parse "$2^{tree}")
+  tree=$( (git ls-tree "$base"; printf '100644 blob %s\tforeign.txt\n' "$blob") | git mktree)
+  c=$(GIT_AUTHOR_NAME=F GIT_AUTHOR_EMAIL=f@x GIT_COMMITTER_NAME=F GIT_COMMITTER_EMAIL=f@x git commit-tree "$tree" -p "$2" -m foreign)
+  git update-ref "$1" "$c" "$2"
+  echo "$c" > "$GIT_DIR/foreign-sha"
+fi
+exit 0
+"#,
+    )?;
+    Command::new("chmod").arg("755").arg(&hook).status()?;
+    let r = env
+        .push(env.job("app-1", "Sales", "v1", "two", "second"))
+        .await?;
+    let (sha, ..) = committed(&r)?;
+    let foreign = std::fs::read_to_string(env.server.repo_path(REPO).join("foreign-sha"))?
+        .trim()
+        .to_owned();
+    ensure!(env.head()? == sha);
+    ensure!(
+        env.git(&["rev-parse", &format!("{sha}^")])?.trim() == foreign,
+        "re-applied on the foreign commit"
+    );
+    ensure!(env.files()?.contains("foreign.txt"));
+    let s = env.worker.stats();
+    ensure!(s.push_rejections == 1 && s.pushes == 2, "{s:?}");
+    let file: Value = serde_json::from_str(&env.git(&["show", "main:Sales/v1.json"])?)?;
+    ensure!(file == export("Sales", "v1", "two"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_foreign_pushes_are_never_lost() -> Result<()> {
+    let env = Arc::new(setup()?);
+    env.push(env.job("app-0", "App 0", "v1", "x", "")).await?;
+    env.precreate_object_dirs()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let env = env.clone();
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut shas = Vec::new();
+            while shas.len() < 50 && !stop.load(Ordering::Relaxed) {
+                let path = format!("foreign/{}.txt", shas.len());
+                // A rejected foreign push (the worker got in first) is simply tried again.
+                if let Ok(sha) = env.server.commit_files(
+                    REPO,
+                    "main",
+                    &[(path.as_str(), b"foreign".as_slice())],
+                    "foreign",
+                ) {
+                    shas.push(sha);
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            shas
+        })
+    };
+    let mut outcome = Ok(());
+    'jobs: for i in 1..=10 {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let job = env.job(&format!("app-{i}"), &format!("App {i}"), "v1", "x", "");
+            match env.worker.push(job).await {
+                Ok(r) => {
+                    if let Err(e) = committed(&r) {
+                        outcome = Err(e);
+                        break 'jobs;
+                    }
+                    break;
+                }
+                // The controller would requeue; so does the test.
+                Err(WorkerError::PushRejected { .. }) if tries < 5 => continue,
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break 'jobs;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let foreign = writer.await?;
+    outcome?;
+    ensure!(!foreign.is_empty());
+    let head = env.head()?;
+    for sha in &foreign {
+        ensure!(env.is_ancestor(sha, &head), "foreign commit {sha} lost");
+    }
+    let files = env.files()?;
+    for i in 0..=10 {
+        ensure!(
+            files.contains(&format!("App {i}/v1.json")),
+            "app {i} missing"
+        );
+    }
+    for i in 0..foreign.len() {
+        ensure!(
+            files.contains(&format!("foreign/{i}.txt")),
+            "foreign file {i} missing"
+        );
+    }
+    ensure!(env.meta()?.as_object().map(|m| m.len()) == Some(11));
+    eprintln!(
+        "foreign commits: {}, worker: {:?}",
+        foreign.len(),
+        env.worker.stats()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_mirror_is_rebuilt() -> Result<()> {
+    let env = setup()?;
+    let first = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let (first_sha, ..) = committed(&first)?;
+    let mirrors = env.data.path().join("mirrors");
+    let entries: Vec<_> = std::fs::read_dir(&mirrors)?.collect::<Result<_, _>>()?;
+    ensure!(entries.len() == 1, "one mirror per repository");
+    let mirror = entries[0].path();
+    std::fs::remove_dir_all(&mirror)?;
+    let r = env
+        .push(env.job("app-1", "Sales", "v1", "two", "again"))
+        .await?;
+    let (sha, _, kind) = committed(&r)?;
+    ensure!(*kind == PushKind::Update);
+    ensure!(env.git(&["rev-parse", &format!("{sha}^")])?.trim() == first_sha);
+    ensure!(mirror.join("HEAD").exists(), "mirror rebuilt in place");
+
+    // A damaged mirror (not a repository any more) is rebuilt too.
+    std::fs::remove_dir_all(mirror.join("objects"))?;
+    std::fs::write(mirror.join("HEAD"), "garbage")?;
+    let r = env
+        .push(env.job("app-1", "Sales", "v1", "three", "again"))
+        .await?;
+    let (sha3, ..) = committed(&r)?;
+    ensure!(env.git(&["rev-parse", &format!("{sha3}^")])?.trim() == sha);
+
+    // A new process (new Workers) reuses the mirror on disk.
+    let workers = workers_in(env.data.path());
+    let again = workers.get(&env.url);
+    let snap = again
+        .snapshot(env.transport.clone(), "main", vec!["Sales".into()], LONG)
+        .await?;
+    ensure!(snap.commit.map(|c| c.sha) == Some(sha3.to_owned()));
+    drop(env.workers);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_at_branch_tag_and_sha() -> Result<()> {
+    let env = setup()?;
+    // An empty repository has nothing to read yet.
+    let empty = env
+        .worker
+        .snapshot(env.transport.clone(), "main", vec!["Sales".into()], LONG)
+        .await?;
+    ensure!(empty.commit.is_none() && empty.meta_json.is_none() && empty.files.is_empty());
+
+    let first = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let (a, ..) = committed(&first)?;
+    let a = a.to_owned();
+    env.git(&["tag", "-a", "-m", "release", "release-1", &a])?;
+    env.push(env.job("app-1", "Sales", "v1", "two", "second"))
+        .await?;
+    let b = env.head()?;
+    env.push(env.job("app-2", "Other", "v1", "x", "")).await?;
+
+    let text = |snap: &tooljet_gitsync_operator::git::worker::Snapshot| -> Result<Value> {
+        Ok(serde_json::from_slice(
+            snap.files.get("Sales/v1.json").context("Sales/v1.json")?,
+        )?)
+    };
+    let at = |rev: &str| {
+        let (worker, transport, rev) = (env.worker.clone(), env.transport.clone(), rev.to_owned());
+        async move {
+            worker
+                .snapshot(transport, &rev, vec!["Sales".into()], Duration::ZERO)
+                .await
+        }
+    };
+    let main = at("main").await?;
+    ensure!(
+        main.files.keys().collect::<Vec<_>>() == ["Sales/v1.json"],
+        "only the asked folder"
+    );
+    ensure!(text(&main)? == export("Sales", "v1", "two"));
+    let meta: Value = serde_json::from_slice(main.meta_json.as_deref().context("meta")?)?;
+    ensure!(meta.as_object().map(|m| m.len()) == Some(2));
+
+    let tag = at("release-1").await?;
+    ensure!(tag.commit.as_ref().map(|c| c.sha.as_str()) == Some(a.as_str()));
+    ensure!(text(&tag)? == export("Sales", "v1", "one"));
+    let meta: Value = serde_json::from_slice(tag.meta_json.as_deref().context("meta")?)?;
+    ensure!(meta.as_object().map(|m| m.len()) == Some(1));
+
+    let by_sha = at(&b).await?;
+    ensure!(by_sha.commit.as_ref().map(|c| c.sha.as_str()) == Some(b.as_str()));
+    ensure!(text(&by_sha)? == export("Sales", "v1", "two"));
+    let short = at(&a[..10]).await?;
+    ensure!(short.commit.map(|c| c.sha) == Some(a.clone()));
+
+    for missing in [
+        "nope",
+        "0000000000000000000000000000000000000000",
+        "main~1",
+        "HEAD@{0}",
+    ] {
+        match at(missing).await {
+            Err(e @ WorkerError::RevisionNotFound { .. }) => {
+                ensure!(e.reason() == "RevisionNotFound");
+            }
+            other => anyhow::bail!("{missing}: {other:?}"),
+        }
+    }
+
+    // Within max_age the fetch is shared.
+    let before = env.worker.stats().fetches;
+    let snaps = futures::future::join_all((0..5).map(|_| {
+        env.worker.snapshot(
+            env.transport.clone(),
+            "main",
+            vec![],
+            Duration::from_secs(60),
+        )
+    }))
+    .await;
+    for s in snaps {
+        s?;
+    }
+    ensure!(env.worker.stats().fetches <= before + 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_head_is_checked_once_per_interval() -> Result<()> {
+    let env = setup()?;
+    let sha = env
+        .server
+        .commit_files(REPO, "main", &[("README.md", b"hi")], "init")?;
+    let heads = futures::future::join_all((0..25).map(|_| {
+        env.worker
+            .remote_head(env.transport.clone(), "main", Duration::from_secs(60))
+    }))
+    .await;
+    for h in heads {
+        ensure!(h?.as_deref() == Some(sha.as_str()));
+    }
+    ensure!(
+        env.worker.stats().ls_remotes == 1,
+        "{:?}",
+        env.worker.stats()
+    );
+    // Another handle on the same repository shares the worker and its cache.
+    let other = env.workers.get(&env.url);
+    ensure!(
+        other
+            .remote_head(env.transport.clone(), "main", Duration::from_secs(60))
+            .await?
+            .as_deref()
+            == Some(sha.as_str())
+    );
+    ensure!(env.worker.stats().ls_remotes == 1);
+
+    // Expired: checked again, and a new commit is seen.
+    let sha2 = env
+        .server
+        .commit_files(REPO, "main", &[("README.md", b"hi again")], "second")?;
+    let h = env
+        .worker
+        .remote_head(env.transport.clone(), "main", Duration::ZERO)
+        .await?;
+    ensure!(h.as_deref() == Some(sha2.as_str()));
+    ensure!(env.worker.stats().ls_remotes == 2);
+    let missing = env
+        .worker
+        .remote_head(env.transport.clone(), "no-such-branch", LONG)
+        .await?;
+    ensure!(missing.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn last_commit_touching_ignores_other_apps() -> Result<()> {
+    let env = setup()?;
+    let a1 = env.push(env.job("app-a", "A", "v1", "one", "")).await?;
+    let (a1, ..) = committed(&a1)?;
+    let a1 = a1.to_owned();
+    // Commits of another app (which also rewrite meta.json) and unrelated files do not count.
+    env.push(env.job("app-b", "B", "v1", "one", "")).await?;
+    env.push(env.job("app-b", "B", "v1", "two", "b2")).await?;
+    env.server
+        .commit_files(REPO, "main", &[("docs/readme.md", b"x")], "docs")?;
+    let t = env.transport.clone();
+    let found = env
+        .worker
+        .last_commit_touching(t.clone(), "main", None, "A", "app-a", Duration::ZERO)
+        .await?
+        .context("A was committed")?;
+    ensure!(
+        found.sha == a1 && found.message == "App creation",
+        "{found:?}"
+    );
+    let none = env
+        .worker
+        .last_commit_touching(t.clone(), "main", Some(&a1), "A", "app-a", LONG)
+        .await?;
+    ensure!(none.is_none(), "nothing new for A since {a1}: {none:?}");
+
+    // A change of A's meta entry alone (a foreign edit of meta.json) counts.
+    let mut meta = env.meta()?;
+    meta["app-a"]["lastCommitMessage"] = json!("edited by hand");
+    let text = serde_json::to_string_pretty(&meta)?;
+    let edited = env.server.commit_files(
+        REPO,
+        "main",
+        &[(".meta/meta.json", text.as_bytes())],
+        "hand edit",
+    )?;
+    let found = env
+        .worker
+        .last_commit_touching(t.clone(), "main", Some(&a1), "A", "app-a", Duration::ZERO)
+        .await?;
+    ensure!(found.map(|c| c.sha) == Some(edited.clone()));
+
+    let a2 = env.push(env.job("app-a", "A", "v1", "two", "a2")).await?;
+    let (a2, ..) = committed(&a2)?;
+    env.push(env.job("app-b", "B", "v1", "three", "b3")).await?;
+    let found = env
+        .worker
+        .last_commit_touching(t.clone(), "main", Some(&a1), "A", "app-a", Duration::ZERO)
+        .await?
+        .context("A changed")?;
+    ensure!(
+        found.sha == a2 && found.message == "Version v1 Of A: a2" && found.author == "Jane Doe"
+    );
+    let found = env
+        .worker
+        .last_commit_touching(t.clone(), &a1, None, "A", "app-a", LONG)
+        .await?;
+    ensure!(found.map(|c| c.sha) == Some(a1.clone()));
+    match env
+        .worker
+        .last_commit_touching(t, "main", Some("nope"), "A", "app-a", LONG)
+        .await
+    {
+        Err(WorkerError::RevisionNotFound { revision }) => ensure!(revision == "nope"),
+        other => anyhow::bail!("{other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_failures_keep_their_kind() -> Result<()> {
+    let env = setup()?;
+    // A key the server does not know.
+    let stranger = keys::generate(KeyType::Ed25519, "stranger")?;
+    let mut job = env.job("app-1", "Sales", "v1", "one", "");
+    job.transport = Transport {
+        private_key: Some(stranger.private_openssh),
+        host_keys: env.transport.host_keys.clone(),
+    };
+    let e = env.worker.push(job).await.err().context("must fail")?;
+    ensure!(
+        e.git_kind() == Some(GitFailureKind::AuthenticationFailed),
+        "{e:?}"
+    );
+    ensure!(e.reason() == "AuthenticationFailed");
+    ensure!(!e.to_string().contains("PRIVATE KEY"));
+
+    // The right key, but another server's host key pinned for this address.
+    let other = GitServer::start()?;
+    let wrong = other.known_hosts_line()?.replace(
+        &format!(":{} ", other.port()),
+        &format!(":{} ", env.server.port()),
+    );
+    let mut job = env.job("app-1", "Sales", "v1", "one", "");
+    job.transport.host_keys = HostKeyPolicy::Pinned(wrong.clone());
+    let e = env.worker.push(job).await.err().context("must fail")?;
+    ensure!(
+        e.git_kind() == Some(GitFailureKind::HostKeyMismatch),
+        "{e:?}"
+    );
+    ensure!(e.reason() == "HostKeyMismatch" && e.to_string().contains("knownHosts"));
+    let e = env
+        .worker
+        .remote_head(
+            Transport {
+                private_key: env.transport.private_key.clone(),
+                host_keys: HostKeyPolicy::Pinned(wrong),
+            },
+            "main",
+            LONG,
+        )
+        .await
+        .err()
+        .context("must fail")?;
+    ensure!(e.reason() == "HostKeyMismatch", "{e:?}");
+
+    // Nothing was written, and the right transport still works.
+    ensure!(env.git(&["rev-parse", "--verify", "-q", "main"]).is_err());
+    let r = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    committed(&r)?;
+    Ok(())
+}
