@@ -152,6 +152,10 @@ pub struct AppSyncStatus {
     /// The last `gitsync.tooljet.io/pull-requested-at` value handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_pull_requested_at: Option<String>,
+    /// Pull: the generation whose spec was last acted on; a newer one (e.g. a new revision)
+    /// is a pull request, retried until it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pulled_generation: Option<i64>,
 }
 
 /// The app as ToolJet knows it.

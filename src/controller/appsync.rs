@@ -34,6 +34,18 @@ pub struct Outcome {
     pub message: String,
     /// Reason of the Synced condition.
     pub reason: &'static str,
+    /// Pull: a newer commit touching the app, not yet pulled (Manual policy).
+    pub available_update: Option<CommitInfo>,
+    /// Pull: whether `UpdateAvailable` applies at all.
+    pub tracks_updates: bool,
+    /// Pull: workspace constants and secrets the app uses that the target lacks.
+    pub missing_constants: Vec<String>,
+    /// Pull: the pull-requested-at value handled by this pass.
+    pub handled_request: Option<String>,
+    /// Pull: an app was imported or replaced now.
+    pub pulled: bool,
+    /// Pull: the current spec has been acted on (a later spec change is a new request).
+    pub handled_generation: bool,
 }
 
 /// Resolves `spec.gitSyncConfigRef`, refusing other namespaces unless allowed.
@@ -61,10 +73,45 @@ pub fn conditions(result: &Result<Outcome, Problem>, suspended: bool) -> Vec<Con
         )];
     }
     match result {
-        Ok(o) => vec![
-            Condition::new(types::READY, true, o.reason, &o.message),
-            Condition::new(types::SYNCED, true, o.reason, &o.message),
-        ],
+        Ok(o) => {
+            let mut v = vec![
+                Condition::new(types::READY, true, o.reason, &o.message),
+                Condition::new(
+                    types::SYNCED,
+                    o.available_update.is_none(),
+                    o.reason,
+                    &o.message,
+                ),
+            ];
+            if o.tracks_updates {
+                v.push(match &o.available_update {
+                    Some(u) => Condition::new(
+                        types::UPDATE_AVAILABLE,
+                        true,
+                        "UpdateAvailable",
+                        format!(
+                            "commit {} ({}) changes the app; pull it with: kubectl annotate appsync <name> {}=$(date +%s) --overwrite",
+                            &u.sha[..u.sha.len().min(12)],
+                            u.message.lines().next().unwrap_or_default(),
+                            api::PULL_REQUESTED_ANNOTATION
+                        ),
+                    ),
+                    None => Condition::new(types::UPDATE_AVAILABLE, false, "UpToDate", "the app is at the newest commit of the revision that touches it"),
+                });
+            }
+            if !o.missing_constants.is_empty() {
+                v.push(Condition::new(
+                    types::CONSTANTS_MISSING,
+                    true,
+                    "WorkspaceConstantsMissing",
+                    format!(
+                        "the app references {} which the target workspace does not define; workspace constants are not synced by GitSync: create them in ToolJet (Workspace settings > Workspace constants)",
+                        o.missing_constants.join(", ")
+                    ),
+                ));
+            }
+            v
+        }
         Err(p) => {
             let mut v = vec![
                 Condition::new(types::READY, false, &p.reason, &p.message),
@@ -92,7 +139,8 @@ fn refusal_problem(r: &Refusal) -> Problem {
     Problem::stalled(reason, format!("nothing was written to git: {r}"))
 }
 
-fn worker_problem(e: &WorkerError) -> Problem {
+/// Condition problem of a repository worker error.
+pub fn worker_problem(e: &WorkerError) -> Problem {
     let stalled = matches!(e.reason(), "HostKeyMismatch" | "InvalidRepositoryContent");
     Problem {
         reason: e.reason().to_string(),
@@ -134,6 +182,14 @@ async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> 
 }
 
 async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The cached object may predate our last status write; the status carries state (the app
+    // id in ToolJet, the last pulled commit), so read the current one.
+    let api: Api<AppSync> =
+        Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
+    let aps = match api.get_opt(&aps.name_any()).await? {
+        Some(fresh) => Arc::new(fresh),
+        None => return Ok(Action::await_change()),
+    };
     let prev = aps.status.clone().unwrap_or_default();
     let mut status = AppSyncStatus {
         observed_generation: aps.metadata.generation,
@@ -142,6 +198,7 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
         last_commit: prev.last_commit.clone(),
         available_update: prev.available_update.clone(),
         last_handled_pull_requested_at: prev.last_handled_pull_requested_at.clone(),
+        last_pulled_generation: prev.last_pulled_generation,
         ..Default::default()
     };
     let mut interval = Duration::from_secs(300);
@@ -159,6 +216,15 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
                 if let Some(c) = &o.committed {
                     status.last_commit = Some(c.clone());
                 }
+                if o.tracks_updates {
+                    status.available_update = o.available_update.clone();
+                }
+                if o.handled_request.is_some() {
+                    status.last_handled_pull_requested_at = o.handled_request.clone();
+                }
+                if o.handled_generation {
+                    status.last_pulled_generation = aps.metadata.generation;
+                }
                 Ok(o)
             }
             Err(p) => Err(p),
@@ -168,8 +234,47 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = now_rfc3339();
     status.conditions = api::merge(&prev.conditions, conds, aps.metadata.generation, &now);
 
+    if let Ok(o) = &result {
+        let had_missing = api::find(&prev.conditions, types::CONSTANTS_MISSING).is_some();
+        if !o.missing_constants.is_empty() && !had_missing {
+            ctx.event(
+                aps.as_ref(),
+                EventType::Warning,
+                "WorkspaceConstantsMissing",
+                format!(
+                    "missing in the target workspace: {}",
+                    o.missing_constants.join(", ")
+                ),
+            )
+            .await;
+        }
+        let known = prev.available_update.as_ref().map(|p| &p.sha);
+        if let Some(u) = o
+            .available_update
+            .as_ref()
+            .filter(|u| Some(&u.sha) != known)
+        {
+            ctx.event(
+                aps.as_ref(),
+                EventType::Normal,
+                "UpdateAvailable",
+                format!(
+                    "commit {} changes the app: {}",
+                    &u.sha[..u.sha.len().min(12)],
+                    u.message
+                ),
+            )
+            .await;
+        }
+        if o.pulled {
+            ctx.event(aps.as_ref(), EventType::Normal, "Pulled", o.message.clone())
+                .await;
+        }
+    }
     if let Ok(Outcome {
-        committed: Some(c), ..
+        committed: Some(c),
+        pulled: false,
+        ..
     }) = &result
     {
         ctx.event(
@@ -406,6 +511,7 @@ async fn push(
                 head.map(|h| format!(" (head {})", &h[..h.len().min(12)]))
                     .unwrap_or_default()
             ),
+            ..Default::default()
         }),
         Ok(PushResult::Committed {
             commit,
@@ -429,6 +535,7 @@ async fn push(
                     date: Some(commit.date),
                 }),
                 reason: "Committed",
+                ..Default::default()
             })
         }
         Ok(PushResult::Refused(r)) => Err(refusal_problem(&r)),
@@ -491,10 +598,17 @@ mod tests {
         let ok = conditions(
             &Ok(Outcome {
                 reason: "UpToDate",
+                tracks_updates: true,
+                missing_constants: vec!["constants.region".into()],
                 ..Default::default()
             }),
             false,
         );
         assert!(api::find(&ok, "Ready").unwrap().is_true());
+        assert_eq!(api::find(&ok, "UpdateAvailable").unwrap().status, "False");
+        assert!(api::find(&ok, "WorkspaceConstantsMissing")
+            .unwrap()
+            .message
+            .contains("constants.region"));
     }
 }

@@ -553,6 +553,14 @@ fn read_identity(
 async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = gsc.namespace().unwrap_or_default();
     let name = gsc.name_any();
+    // The cached object may predate our last status write (learned host keys live there).
+    let gsc = match Api::<GitSyncConfig>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?
+    {
+        Some(fresh) => Arc::new(fresh),
+        None => return Ok(Action::await_change()),
+    };
     let prev = gsc.status.clone().unwrap_or_default();
     let validation = validate(&gsc.spec);
     let mut status = GitSyncConfigStatus {

@@ -48,7 +48,7 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
     ]
 }
 
-fn manifest(name: &str, url: &str, extra_repo: &str, extra_spec: &str) -> String {
+pub fn manifest(name: &str, url: &str, extra_repo: &str, extra_spec: &str) -> String {
     format!(
         r#"apiVersion: gitsync.tooljet.io/v1alpha1
 kind: GitSyncConfig
@@ -214,8 +214,18 @@ pub async fn ready_config(
     url: &str,
     extra_repo: &str,
 ) -> Result<GitSyncConfig> {
+    ready_config_with(env, ns, git, &manifest("sales", url, extra_repo, "")).await
+}
+
+/// Applies a GitSyncConfig named `sales`, authorizes its key and waits until it is Ready.
+pub async fn ready_config_with(
+    env: &Env,
+    ns: &str,
+    git: &GitServer,
+    manifest: &str,
+) -> Result<GitSyncConfig> {
     let c = &env.client;
-    apply::<GitSyncConfig>(c, ns, &manifest("sales", url, extra_repo, "")).await?;
+    apply::<GitSyncConfig>(c, ns, manifest).await?;
     let g = wait_gsc(c, ns, "sales", "public key", |g| {
         g.status.as_ref().is_some_and(|s| s.public_key.is_some())
     })

@@ -5,6 +5,7 @@
 //! the end, and never outlives the run.
 
 mod gitsyncconfig;
+mod pull;
 mod push;
 mod runtime;
 mod support;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     trials.extend(gitsyncconfig::trials());
     trials.extend(runtime::trials());
     trials.extend(push::trials());
+    trials.extend(pull::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();
