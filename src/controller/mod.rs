@@ -283,10 +283,10 @@ pub async fn run(
     futures::join!(gsc_controller, aps_controller);
 }
 
-async fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(
-    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>,
-) where
-    K: Resource,
+async fn log_result<K, E>(res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>)
+where
+    K: Resource + std::fmt::Debug,
+    E: std::fmt::Display,
 {
     match res {
         Ok((obj, _)) => tracing::debug!(name = %obj.name, ns = ?obj.namespace, "reconciled"),
