@@ -195,6 +195,23 @@ fn user_change<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What AppSyncs care about in their GitSyncConfig: its spec and whether it is Ready (not the
+/// `lastCheckedAt` of every periodic check, which would re-run every AppSync each interval).
+fn config_state(gsc: &GitSyncConfig) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    gsc.metadata.generation.hash(&mut h);
+    gsc.metadata.deletion_timestamp.is_some().hash(&mut h);
+    if let Some(ready) = gsc
+        .status
+        .as_ref()
+        .and_then(|s| crate::api::find(&s.conditions, crate::api::types::READY))
+    {
+        ready.status.hash(&mut h);
+        ready.reason.hash(&mut h);
+    }
+    Some(h.finish())
+}
+
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -262,9 +279,11 @@ pub async fn run(
     };
     let aps_controller = Controller::for_stream(aps_stream, aps_reader)
         .with_config(config)
-        .watches(
-            ctx.api::<GitSyncConfig>(),
-            ctx.watcher_config(),
+        .watches_stream(
+            watcher(ctx.api::<GitSyncConfig>(), ctx.watcher_config())
+                .default_backoff()
+                .touched_objects()
+                .predicate_filter(config_state, Default::default()),
             referencing,
         )
         .graceful_shutdown_on(shutdown)
