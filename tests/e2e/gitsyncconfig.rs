@@ -668,6 +668,28 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
             "{name}: exactly one of Stalled/Reconciling"
         );
     }
+    // Secrets stay secret: no token (right or wrong) and no private key in any status or Event.
+    let token = env.tooljet.token().unwrap_or_default();
+    let notes = event_notes(c, &ns).await?;
+    let statuses = serde_json::to_string(
+        &Api::<GitSyncConfig>::namespaced(c.clone(), &ns)
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|g| g.status)
+            .collect::<Vec<_>>(),
+    )?;
+    let key_body = good_key
+        .private_openssh
+        .lines()
+        .nth(2)
+        .unwrap_or("-")
+        .to_string();
+    for needle in [token.as_str(), "not-the-token", key_body.as_str()] {
+        ensure!(!notes.contains(needle), "Event leaks {needle:?}");
+        ensure!(!statuses.contains(needle), "status leaks {needle:?}");
+    }
     // The operator keeps running: a good config in the same namespace still gets Ready.
     let good = GitServer::start()?;
     let good_url = good.create_repo("apps")?;
