@@ -29,6 +29,18 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
 /// A prod ToolJet (session login, so apps can be made read-only) and its GitSyncConfig.
 async fn prod_side(env: &Env, ns: &str, git: &GitServer, url: &str) -> Result<Emulator> {
     let prod = Emulator::start(EmulatorConfig::default()).await?;
+    prod_config(env, ns, git, url, &prod).await?;
+    Ok(prod)
+}
+
+/// A Ready GitSyncConfig `sales` in `ns` for `prod`, logging in with email and password.
+async fn prod_config(
+    env: &Env,
+    ns: &str,
+    git: &GitServer,
+    url: &str,
+    prod: &Emulator,
+) -> Result<()> {
     support::secret(
         &env.client,
         ns,
@@ -44,7 +56,29 @@ async fn prod_side(env: &Env, ns: &str, git: &GitServer, url: &str) -> Result<Em
         .replace("name: tooljet-api", "name: tooljet-prod")
         .replace("interval: 1m", "interval: 10s");
     ready_config_with(env, ns, git, &m).await?;
-    Ok(prod)
+    Ok(())
+}
+
+/// Edits the dev app, waits until the dev AppSync pushed it, returns the new branch head.
+async fn push_edit(
+    env: &Env,
+    dev_ns: &str,
+    git: &GitServer,
+    app_id: &str,
+    n: u64,
+    before: &str,
+) -> Result<String> {
+    edit(&env.tooljet, app_id, n)?;
+    poke::<AppSync>(&env.client, dev_ns, "promo").await?;
+    let before = before.to_string();
+    wait_aps(&env.client, dev_ns, "promo", "pushed the edit", move |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.last_commit.as_ref())
+            .is_some_and(|l| l.sha != before)
+    })
+    .await?;
+    head(git)
 }
 
 fn edit(emu: &Emulator, app_id: &str, n: u64) -> Result<()> {
@@ -172,17 +206,8 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
     ensure!(a.status.and_then(|s| s.available_update).is_none());
 
     // dev changes the app: prod (Manual) reports the update and waits.
-    edit(&env.tooljet, &dev_app.id, 1)?;
-    poke::<AppSync>(c, &dev_ns, "promo").await?;
-    wait_aps(c, &dev_ns, "promo", "pushed update", |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.last_commit.as_ref())
-            .is_some_and(|l| l.sha != first)
-    })
-    .await?;
-    let second = head(&git)?;
-    // Interval is 1m; the pull-side check is forced by a spec-neutral poke plus a fresh read.
+    let second = push_edit(&env, &dev_ns, &git, &dev_app.id, 1, &first).await?;
+    // A new revision in the spec counts as a pull request, even under Manual.
     set_spec(
         &env,
         &prod_ns,
@@ -220,16 +245,7 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         "no temporary apps left"
     );
 
-    edit(&env.tooljet, &dev_app.id, 2)?;
-    poke::<AppSync>(c, &dev_ns, "promo").await?;
-    wait_aps(c, &dev_ns, "promo", "pushed update 2", |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.last_commit.as_ref())
-            .is_some_and(|l| l.sha != second)
-    })
-    .await?;
-    let third = head(&git)?;
+    let third = push_edit(&env, &dev_ns, &git, &dev_app.id, 2, &second).await?;
     // Manual: only reported. A poke (annotation change, no spec change) re-reads the remote.
     poke::<AppSync>(c, &prod_ns, "promo").await?;
     let a = wait_aps(c, &prod_ns, "promo", "UpdateAvailable", |a| {
@@ -285,16 +301,7 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         ),
     )
     .await?;
-    edit(&env.tooljet, &dev_app.id, 3)?;
-    poke::<AppSync>(c, &dev_ns, "promo").await?;
-    wait_aps(c, &dev_ns, "promo", "pushed update 3", |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.last_commit.as_ref())
-            .is_some_and(|l| l.sha != third)
-    })
-    .await?;
-    let fourth = head(&git)?;
+    let fourth = push_edit(&env, &dev_ns, &git, &dev_app.id, 3, &third).await?;
     poke::<AppSync>(c, &prod_ns, "promo").await?;
     wait_aps(c, &prod_ns, "promo", "auto pulled", |a| {
         a.status
@@ -316,22 +323,7 @@ async fn pins_and_guards(env: Arc<Env>) -> Result<()> {
     let git = GitServer::start()?;
     let url = git.create_repo("apps")?;
     // The repository as ToolJet's own GitSync wrote it.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tooljet-repo");
-    let mut fixture = Vec::new();
-    for rel in [
-        ".meta/meta.json",
-        "Sales Dashboard/v3.json",
-        "Inventory/v1.json",
-    ] {
-        fixture.push((rel, std::fs::read(root.join(rel))?));
-    }
-    let refs: Vec<(&str, &[u8])> = fixture.iter().map(|(p, b)| (*p, b.as_slice())).collect();
-    let tagged = git.commit_files(
-        "apps",
-        "main",
-        &refs,
-        "Version v3 Of Sales Dashboard: add filter to table",
-    )?;
+    let (tagged, fixture) = support::seed_tooljet_repo(&git)?;
     git.git("apps", &["tag", "release-1", &tagged])?;
     // A later change of Sales Dashboard, after the tag.
     let mut changed: Value = serde_json::from_slice(&fixture[1].1)?;
@@ -412,22 +404,7 @@ async fn pins_and_guards(env: Arc<Env>) -> Result<()> {
 
     // Name conflict: an app of that name this AppSync did not create is left untouched.
     let other_ns = namespace(c, "pull-conflict").await?;
-    let _prod2 = {
-        let m = manifest("sales", &url, "", "")
-            .replace(&support::tooljet_url(), &prod.url())
-            .replace("name: tooljet-api", "name: tooljet-prod");
-        support::secret(
-            c,
-            &other_ns,
-            "tooljet-prod",
-            &[
-                ("email", &prod.email().unwrap_or_default()),
-                ("password", &prod.password().unwrap_or_default()),
-            ],
-        )
-        .await?;
-        ready_config_with(&env, &other_ns, &git, &m).await?
-    };
+    prod_config(&env, &other_ns, &git, &url, &prod).await?;
     let victim = prod_app(&prod, "Inventory").context("inventory")?;
     apply::<AppSync>(
         c,

@@ -457,22 +457,7 @@ async fn tooljet_written_repo(env: Arc<Env>) -> Result<()> {
     let git = GitServer::start()?;
     let url = git.create_repo("apps")?;
     // The repository as ToolJet's own GitSync left it (fixture from the reference layout).
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tooljet-repo");
-    let mut fixture = Vec::new();
-    for rel in [
-        ".meta/meta.json",
-        "Sales Dashboard/v3.json",
-        "Inventory/v1.json",
-    ] {
-        fixture.push((rel, std::fs::read(root.join(rel))?));
-    }
-    let refs: Vec<(&str, &[u8])> = fixture.iter().map(|(p, b)| (*p, b.as_slice())).collect();
-    git.commit_files(
-        "apps",
-        "main",
-        &refs,
-        "Version v3 Of Sales Dashboard: add filter to table",
-    )?;
+    let (_, fixture) = crate::support::seed_tooljet_repo(&git)?;
     ready_config(&env, &ns, &git, &url, "").await?;
     let app = env
         .tooljet

@@ -221,7 +221,48 @@ pub fn condition<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Conditio
     api::find(conds, type_)
 }
 
-/// Waits until a GitSyncConfig satisfies `pred`; the error shows its last status.
+/// Waits until object `name` satisfies `pred`; the error shows its last status.
+pub async fn wait_obj<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&K) -> bool,
+) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(o) = api.get(name).await {
+            if pred(&o) {
+                return Ok(o);
+            }
+            last = Some(o);
+        }
+        if start.elapsed() > limit {
+            let status = last
+                .and_then(|o| serde_json::to_value(o).ok())
+                .map(|v| v["status"].clone())
+                .unwrap_or_default();
+            bail!(
+                "{} {ns}/{name}: {what} not reached in {limit:?}; last status: {}",
+                K::kind(&()),
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Waits until a GitSyncConfig satisfies `pred`.
 pub async fn wait_gsc(
     client: &Client,
     ns: &str,
@@ -229,24 +270,7 @@ pub async fn wait_gsc(
     what: &str,
     pred: impl Fn(&GitSyncConfig) -> bool,
 ) -> Result<GitSyncConfig> {
-    let api: Api<GitSyncConfig> = Api::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    let mut last = None;
-    loop {
-        if let Ok(g) = api.get(name).await {
-            if pred(&g) {
-                return Ok(g);
-            }
-            last = Some(g);
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "GitSyncConfig {ns}/{name}: {what} not reached in 60s; last status: {}",
-                serde_json::to_string_pretty(&last.and_then(|g| g.status)).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    wait_obj(client, ns, name, what, Duration::from_secs(60), pred).await
 }
 
 /// The Ready condition's reason, or "" when absent.
@@ -305,7 +329,7 @@ pub async fn event_notes(client: &Client, ns: &str) -> Result<String> {
         .join("\n"))
 }
 
-/// Waits until an AppSync satisfies `pred`; the error shows its last status.
+/// Waits until an AppSync satisfies `pred`.
 pub async fn wait_aps(
     client: &Client,
     ns: &str,
@@ -313,24 +337,7 @@ pub async fn wait_aps(
     what: &str,
     pred: impl Fn(&AppSync) -> bool,
 ) -> Result<AppSync> {
-    let api: Api<AppSync> = Api::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    let mut last = None;
-    loop {
-        if let Ok(a) = api.get(name).await {
-            if pred(&a) {
-                return Ok(a);
-            }
-            last = Some(a);
-        }
-        if start.elapsed() > Duration::from_secs(90) {
-            bail!(
-                "AppSync {ns}/{name}: {what} not reached in 90s; last status: {}",
-                serde_json::to_string_pretty(&last.and_then(|a| a.status)).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    wait_obj(client, ns, name, what, Duration::from_secs(90), pred).await
 }
 
 /// Whether an AppSync's condition `type_` has `status` and `reason`.
@@ -346,4 +353,28 @@ pub fn appsync_manifest(name: &str, app: &str, direction: &str, extra: &str) -> 
     format!(
         "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: {name}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: {app:?}\n  direction: {direction}\n{extra}"
     )
+}
+
+/// Commits a repository exactly as ToolJet's own GitSync left it (`tests/fixtures/tooljet-repo`:
+/// two apps and their meta entries) and returns the commit and the files.
+pub fn seed_tooljet_repo(
+    git: &tooljet_gitsync_testkit::gitserver::GitServer,
+) -> Result<(String, Vec<(&'static str, Vec<u8>)>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tooljet-repo");
+    let mut files = Vec::new();
+    for rel in [
+        ".meta/meta.json",
+        "Sales Dashboard/v3.json",
+        "Inventory/v1.json",
+    ] {
+        files.push((rel, std::fs::read(root.join(rel))?));
+    }
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    let sha = git.commit_files(
+        "apps",
+        "main",
+        &refs,
+        "Version v3 Of Sales Dashboard: add filter to table",
+    )?;
+    Ok((sha, files))
 }
