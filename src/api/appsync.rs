@@ -186,6 +186,13 @@ pub struct GitStatus {
     /// Key of the app in `.meta/meta.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_app_id: Option<String>,
+    /// Push: branch head at which git was last verified to hold the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Push: digest of the normalized export, name and version last verified in git; while it
+    /// and the branch head are unchanged, nothing is fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_digest: Option<String>,
 }
 
 /// A git commit, as the seed's "last commit details" shows it.

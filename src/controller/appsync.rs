@@ -139,6 +139,29 @@ fn refusal_problem(r: &Refusal) -> Problem {
     Problem::stalled(reason, format!("nothing was written to git: {r}"))
 }
 
+/// Identifies what a push verified in git: app, name, version and normalized content.
+pub fn synced_digest(
+    app_id: &str,
+    name: &str,
+    version_id: &str,
+    version_name: &str,
+    export: &serde_json::Value,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        app_id,
+        name,
+        version_id,
+        version_name,
+        &layout::content_digest(export),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Condition problem of a repository worker error.
 pub fn worker_problem(e: &WorkerError) -> Problem {
     let stalled = matches!(e.reason(), "HostKeyMismatch" | "InvalidRepositoryContent");
@@ -456,6 +479,51 @@ async fn push(
         Ok(a) => a,
         Err(p) => return Ok(Err(p)),
     };
+    let branch = gsc.spec.repository.branch.clone();
+    let worker = ctx.workers.get(&url);
+    let digest = synced_digest(
+        &app.id,
+        &app.name,
+        &exported.version_id,
+        &exported.version_name,
+        &export,
+    );
+    let interval = parse_interval(&gsc.spec.interval).unwrap_or(Duration::from_secs(300));
+    // Nothing changed on either side: one shared ref check per repository and interval.
+    if let Some(known) = prev
+        .git
+        .as_ref()
+        .filter(|g| g.synced_digest.as_deref() == Some(digest.as_str()))
+    {
+        let start = Instant::now();
+        let head = worker
+            .remote_head(transport.clone(), &branch, interval)
+            .await;
+        ctx.metrics
+            .git_op("remote_head", start.elapsed(), head.is_ok());
+        if let (Ok(Some(h)), Some(k)) = (&head, &known.head) {
+            if h == k {
+                return Ok(Ok(Outcome {
+                    app: Some(AppStatus {
+                        id: Some(app.id.clone()),
+                        name: Some(app.name.clone()),
+                        version_id: Some(exported.version_id.clone()),
+                        version_name: Some(exported.version_name.clone()),
+                    }),
+                    git: Some(known.clone()),
+                    reason: "UpToDate",
+                    message: format!(
+                        "git holds {} version {} at {} on {branch} (head {})",
+                        app.name,
+                        exported.version_name,
+                        known.path.as_deref().unwrap_or_default(),
+                        &h[..h.len().min(12)]
+                    ),
+                    ..Default::default()
+                }));
+            }
+        }
+    }
     let author = aps
         .spec
         .push
@@ -483,7 +551,7 @@ async fn push(
         date: jiff::Timestamp::now(),
     };
     let start = Instant::now();
-    let result = ctx.workers.get(&url).push(job).await;
+    let result = worker.push(job).await;
     ctx.metrics.git_op("push", start.elapsed(), result.is_ok());
     let app_status = Some(AppStatus {
         id: Some(app.id.clone()),
@@ -491,17 +559,18 @@ async fn push(
         version_id: Some(exported.version_id.clone()),
         version_name: Some(exported.version_name.clone()),
     });
-    let git_status = |path: &str| {
+    let git_status = |path: &str, head: Option<String>| {
         Some(GitStatus {
             path: Some(path.to_string()),
             git_app_id: Some(app.id.clone()),
+            synced_digest: head.is_some().then(|| digest.clone()),
+            head,
         })
     };
-    let branch = &gsc.spec.repository.branch;
     Ok(match result {
         Ok(PushResult::NoChange { app_path, head }) => Ok(Outcome {
             app: app_status,
-            git: git_status(&app_path),
+            git: git_status(&app_path, head.clone()),
             committed: None,
             reason: "UpToDate",
             message: format!(
@@ -521,7 +590,7 @@ async fn push(
             ctx.metrics.pushed(1);
             Ok(Outcome {
                 app: app_status,
-                git: git_status(&app_path),
+                git: git_status(&app_path, Some(commit.sha.clone())),
                 message: format!(
                     "pushed {kind:?} of {} version {} to {app_path} on {branch} as {}",
                     app.name,

@@ -129,6 +129,7 @@ pub async fn pull(
     let git_status = Some(GitStatus {
         path: Some(located.path.clone()),
         git_app_id: Some(located.git_app_id.clone()),
+        ..Default::default()
     });
     if let Some(expected) = &spec.expect_version {
         if expected != &located.version_name {

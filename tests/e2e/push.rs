@@ -155,6 +155,29 @@ async fn lifecycle(env: Arc<Env>) -> Result<()> {
     })
     .await?;
     ensure!(head(&git)? == h, "no-op made a commit");
+    // Nothing changed on either side: repeated passes within the interval share one cached
+    // ref check; no fetch, no push.
+    let connections = || git.log().matches("Accepted publickey").count();
+    poke::<AppSync>(c, &ns, "demo").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = connections();
+    for _ in 0..4 {
+        poke::<AppSync>(c, &ns, "demo").await?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let a = wait_aps(c, &ns, "demo", "up to date", |a| {
+        aps_has(a, "Ready", "True", "UpToDate")
+    })
+    .await?;
+    ensure!(
+        connections() <= before + 1,
+        "{} SSH sessions for 4 no-op passes",
+        connections() - before
+    );
+    ensure!(
+        a.status.and_then(|s| s.git).and_then(|g| g.head) == Some(h.clone()),
+        "verified head recorded"
+    );
 
     // Content changed: a commit with the user's message, ToolJet's prefix.
     edit(&env, &app.id, 1)?;
