@@ -355,11 +355,14 @@ pub fn appsync_manifest(name: &str, app: &str, direction: &str, extra: &str) -> 
     )
 }
 
+/// A file of the ToolJet-written fixture: repo-relative path and bytes.
+pub type FixtureFile = (&'static str, Vec<u8>);
+
 /// Commits a repository exactly as ToolJet's own GitSync left it (`tests/fixtures/tooljet-repo`:
 /// two apps and their meta entries) and returns the commit and the files.
 pub fn seed_tooljet_repo(
     git: &tooljet_gitsync_testkit::gitserver::GitServer,
-) -> Result<(String, Vec<(&'static str, Vec<u8>)>)> {
+) -> Result<(String, Vec<FixtureFile>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tooljet-repo");
     let mut files = Vec::new();
     for rel in [
