@@ -1,0 +1,855 @@
+//! Design §6 target: a pull of a changed app lands in the target ToolJet within 2 s of being
+//! requested.
+//!
+//! Everything real on loopback: etcd + kube-apiserver, sshd + git-shell, two ToolJet emulators
+//! (dev: External API token, prod: email/password session), the operator in-process. dev pushes
+//! an app with a Push AppSync, prod follows it with a Pull AppSync (`updatePolicy: Manual`) on a
+//! GitSyncConfig with the minimum interval (10 s). Each run measures:
+//!
+//! (a) request -> imported: with the update already reported in `status.availableUpdate`, the
+//!     clock starts, `gitsync.tooljet.io/pull-requested-at` is set, and stops when the prod
+//!     emulator's app (polled directly every few ms) shows the edit; the status echo
+//!     (`lastHandledPullRequestedAt`) is recorded too.
+//! (b) commit -> availableUpdate: from the moment the dev push moves the branch head on the git
+//!     server until prod's `status.availableUpdate.sha` is that commit. Bounded by the interval:
+//!     the pull side re-reads the remote once per interval.
+//!
+//! `cargo bench --bench pull` (needs root: sshd). Without `--bench` (e.g. `cargo test
+//! --all-targets`) it runs one smoke round. `PULL_BENCH_RUNS` overrides the number of runs,
+//! `PULL_BENCH_VERBOSE=1` prints every run's ToolJet request timeline, `RUST_LOG` the operator's
+//! logs (default: warn).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tooljet_gitsync_operator::api::{self, AppSync, GitSyncConfig};
+use tooljet_gitsync_operator::controller::{self, Context, Options};
+use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
+use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
+use tooljet_gitsync_testkit::kube_env::KubeEnv;
+
+const APP: &str = "Bench App";
+const REPO: &str = "apps";
+const DEV_NS: &str = "bench-dev";
+const PROD_NS: &str = "bench-prod";
+const EXPORT_BYTES: usize = 100 * 1024;
+const TARGET: Duration = Duration::from_secs(2);
+/// The prod GitSyncConfig's `interval`, the minimum.
+const PROD_INTERVAL: &str = "10s";
+const PROD_INTERVAL_TIME: Duration = Duration::from_secs(10);
+/// How long one step of a run may take before the run counts as failed.
+const STEP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Everything a run needs.
+struct Bench {
+    client: Client,
+    git: Arc<GitServer>,
+    dev: Emulator,
+    prod: Emulator,
+    ctx: Arc<Context>,
+    dev_app_id: String,
+    export_bytes: usize,
+}
+
+/// One run's figures.
+struct Run {
+    /// When the dev edit was made, after the previous pull pass.
+    phase: Duration,
+    /// When the prod status echoed the request (the end of the pull pass).
+    done: Instant,
+    /// (b) branch head moved -> prod availableUpdate.sha is that commit.
+    commit_to_available: Duration,
+    /// The dev push itself: poke -> branch head moved.
+    push: Duration,
+    /// (a) request -> the prod emulator's app shows the edit.
+    request_to_imported: Duration,
+    /// (a') request -> status.lastHandledPullRequestedAt echoes the request.
+    request_to_echo: Duration,
+    /// ToolJet requests made by the pull pass, stamped relative to the request.
+    requests: Vec<(Duration, String)>,
+    /// Operator histogram sums that moved during the pull pass: (metric, seconds, count).
+    ops: Vec<(String, f64, f64)>,
+}
+
+fn manifest_gsc(url: &str, tooljet: &str, secret: &str, interval: &str) -> String {
+    format!(
+        r#"apiVersion: gitsync.tooljet.io/v1alpha1
+kind: GitSyncConfig
+metadata:
+  name: sales
+spec:
+  repository:
+    url: "{url}"
+    branch: main
+  tooljet:
+    url: {tooljet}
+    workspace: my-workspace
+    credentialsSecretRef: {{ name: {secret} }}
+  interval: {interval}
+"#
+    )
+}
+
+fn manifest_aps(name: &str, direction: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: {name}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: {APP:?}\n  direction: {direction}\n{extra}"
+    )
+}
+
+/// Polls `f` every `every` until it yields a value; fails after `limit`.
+async fn poll<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            bail!("{what}: not reached within {limit:?}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn install_crds(client: &Client) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [GitSyncConfig::crd(), AppSync::crd()] {
+        crds.create(&PostParams::default(), &crd).await?;
+    }
+    for name in [
+        "gitsyncconfigs.gitsync.tooljet.io",
+        "appsyncs.gitsync.tooljet.io",
+    ] {
+        poll(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                let c = crds.get(name).await.ok()?;
+                c.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn namespace(client: &Client, name: &str, secret: (&str, &[(&str, String)])) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let data: serde_json::Map<String, Value> = secret
+        .1
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+        .collect();
+    let s: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret.0}, "stringData": data
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), name)
+        .create(&PostParams::default(), &s)
+        .await?;
+    Ok(())
+}
+
+/// Server-side apply of a namespaced manifest, as a user would.
+async fn apply<K>(client: &Client, ns: &str, yaml: &str) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let value: Value = serde_yaml::from_str(yaml)?;
+    let name = value["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| anyhow!("manifest without name"))?
+        .to_string();
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply("pull-bench").force(),
+            &Patch::Apply(&value),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn annotate<K>(client: &Client, ns: &str, name: &str, key: &str, value: &str) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+fn ready(conds: &[api::Condition]) -> Option<String> {
+    api::find(conds, "Ready").map(|c| format!("{}:{}", c.status, c.reason))
+}
+
+/// Applies a GitSyncConfig `sales`, authorizes its generated deploy key and waits for Ready.
+async fn ready_config(client: &Client, git: &GitServer, ns: &str, manifest: &str) -> Result<()> {
+    apply::<GitSyncConfig>(client, ns, manifest).await?;
+    let api: Api<GitSyncConfig> = Api::namespaced(client.clone(), ns);
+    let public = poll(
+        &format!("{ns}/sales publicKey"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async { api.get("sales").await.ok()?.status?.public_key },
+    )
+    .await?;
+    git.authorize(&public, Access::ReadWrite)?;
+    annotate::<GitSyncConfig>(client, ns, "sales", "bench/poke", "1").await?;
+    let last = std::sync::Mutex::new(None);
+    poll(
+        &format!("{ns}/sales Ready"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let g = api.get("sales").await.ok()?;
+            let r = ready(&g.status?.conditions);
+            let ok = r.as_deref() == Some("True:Ready");
+            *last.lock().ok()? = r;
+            ok.then_some(())
+        },
+    )
+    .await
+    .with_context(|| format!("last Ready: {:?}", last.lock().ok().and_then(|l| l.clone())))
+}
+
+async fn appsync(client: &Client, ns: &str, name: &str) -> Option<AppSync> {
+    Api::<AppSync>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()
+}
+
+fn last_commit(a: &AppSync) -> Option<String> {
+    a.status
+        .as_ref()?
+        .last_commit
+        .as_ref()
+        .map(|c| c.sha.clone())
+}
+
+fn available(a: &AppSync) -> Option<String> {
+    a.status
+        .as_ref()?
+        .available_update
+        .as_ref()
+        .map(|c| c.sha.clone())
+}
+
+fn head(git: &GitServer) -> Result<String> {
+    Ok(git.git(REPO, &["rev-parse", "main"])?.trim().to_string())
+}
+
+/// A UUID-shaped id for padding components.
+fn pad_id(k: usize) -> String {
+    format!("be4c{k:04x}-0000-4000-8000-{k:012x}")
+}
+
+/// Grows the sample app with extra components until its export is about `EXPORT_BYTES`.
+fn pad(dev: &Emulator, app_id: &str) -> Result<usize> {
+    let size = |dev: &Emulator| -> Result<usize> {
+        let export = dev.export_of(app_id).context("export of the dev app")?;
+        Ok(serde_json::to_vec_pretty(&export)?.len())
+    };
+    let mut k = 0;
+    while size(dev)? < EXPORT_BYTES {
+        dev.edit_app(app_id, |c| {
+            let page = c["components"][0]["pageId"].clone();
+            if let Some(components) = c["components"].as_array_mut() {
+                for _ in 0..10 {
+                    let id = pad_id(k);
+                    components.push(json!({
+                        "id": id, "name": format!("pad{k}"), "type": "Text", "pageId": page,
+                        "parent": null,
+                        "properties": {
+                            "text": {"value": format!("Revenue by region and quarter, filtered by account manager, row {k}")},
+                            "tooltip": {"value": "Totals include pending and shipped orders"},
+                            "loadingState": {"value": "{{queries.listOrders.isLoading}}"}
+                        },
+                        "styles": {"textColor": {"value": "#1b1f24"}, "visibility": {"value": "{{true}}"}},
+                        "general": null, "generalStyles": null, "displayPreferences": null,
+                        "validation": {}, "permissions": [],
+                        "layouts": [
+                            {"id": pad_id(100_000 + k), "type": "desktop", "top": 600 + 40 * k, "left": 2, "width": 20, "height": 40, "componentId": id},
+                            {"id": pad_id(200_000 + k), "type": "mobile", "top": 600 + 40 * k, "left": 0, "width": 43, "height": 40, "componentId": id}
+                        ]
+                    }));
+                    k += 1;
+                }
+            }
+        })
+        .map_err(anyhow::Error::msg)?;
+        if k > 5_000 {
+            bail!("padding the app did not grow its export");
+        }
+    }
+    size(dev)
+}
+
+fn marker_of(content: &Value) -> Option<String> {
+    content["components"][0]["properties"]["benchMarker"]["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `_sum` and `_count` of every histogram series, by series.
+fn histograms(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            (series.contains("_sum{") || series.contains("_count{"))
+                .then(|| Some((series.to_string(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
+/// Series whose sum moved between two `histograms` readings: (series, seconds, count).
+fn moved(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64, f64)> {
+    let mut out = Vec::new();
+    for (series, v) in after {
+        let Some((name, labels)) = series.split_once("_sum{") else {
+            continue;
+        };
+        let d = v - before.get(series).copied().unwrap_or(0.0);
+        if d <= 0.0 {
+            continue;
+        }
+        let count = format!("{name}_count{{{labels}");
+        let n =
+            after.get(&count).copied().unwrap_or(0.0) - before.get(&count).copied().unwrap_or(0.0);
+        let name = name.strip_prefix("tooljet_gitsync_").unwrap_or(name);
+        let name = name.strip_suffix("_duration_seconds").unwrap_or(name);
+        out.push((format!("{name}{{{labels}"), d, n));
+    }
+    out
+}
+
+async fn setup(kube: &KubeEnv, git: Arc<GitServer>) -> Result<(Bench, Operator)> {
+    let client = kube.client().await?;
+    install_crds(&client).await?;
+    let dev = Emulator::start(EmulatorConfig::default()).await?;
+    let prod = Emulator::start(EmulatorConfig::default()).await?;
+    let data_dir = tempfile::Builder::new()
+        .prefix("pull-bench-data-")
+        .tempdir()?;
+    let options = Options {
+        data_dir: data_dir.path().to_path_buf(),
+        retry_min: Duration::from_millis(500),
+        retry_max: Duration::from_secs(3),
+        git_timeout: Duration::from_secs(30),
+        ..Options::default()
+    };
+    let ctx = Arc::new(Context::new(client.clone(), options));
+    let (shutdown, mut rx) = watch::channel(false);
+    let task = tokio::spawn(controller::run(ctx.clone(), async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+    let operator = Operator {
+        shutdown,
+        task: Some(task),
+        _data_dir: data_dir,
+    };
+
+    let url = git.create_repo(REPO)?;
+    namespace(
+        &client,
+        DEV_NS,
+        ("tooljet-api", &[("token", dev.token().unwrap_or_default())]),
+    )
+    .await?;
+    namespace(
+        &client,
+        PROD_NS,
+        (
+            "tooljet-prod",
+            &[
+                ("email", prod.email().unwrap_or_default()),
+                ("password", prod.password().unwrap_or_default()),
+            ],
+        ),
+    )
+    .await?;
+    let dev_gsc = manifest_gsc(&url, &dev.url(), "tooljet-api", "1m");
+    let prod_gsc = manifest_gsc(&url, &prod.url(), "tooljet-prod", PROD_INTERVAL);
+    let (a, b) = tokio::join!(
+        ready_config(&client, &git, DEV_NS, &dev_gsc),
+        ready_config(&client, &git, PROD_NS, &prod_gsc)
+    );
+    a.context("dev GitSyncConfig")?;
+    b.context("prod GitSyncConfig")?;
+
+    let dev_app = dev.create_app(APP, None).map_err(anyhow::Error::msg)?;
+    let export_bytes = pad(&dev, &dev_app.id)?;
+    apply::<AppSync>(&client, DEV_NS, &manifest_aps("bench", "Push", "")).await?;
+    let first = poll(
+        "dev AppSync pushed the app",
+        STEP_LIMIT,
+        Duration::from_millis(100),
+        || async { last_commit(&appsync(&client, DEV_NS, "bench").await?) },
+    )
+    .await?;
+    anyhow::ensure!(
+        head(&git)? == first,
+        "dev lastCommit is not the branch head"
+    );
+    apply::<AppSync>(
+        &client,
+        PROD_NS,
+        &manifest_aps("bench", "Pull", "  pull:\n    updatePolicy: Manual\n"),
+    )
+    .await?;
+    poll(
+        "prod AppSync imported the app",
+        STEP_LIMIT,
+        Duration::from_millis(100),
+        || async {
+            let a = appsync(&client, PROD_NS, "bench").await?;
+            let imported = prod.apps().iter().any(|x| x.name == APP);
+            (imported && last_commit(&a).as_deref() == Some(first.as_str())).then_some(())
+        },
+    )
+    .await?;
+    Ok((
+        Bench {
+            client,
+            git,
+            dev,
+            prod,
+            ctx,
+            dev_app_id: dev_app.id,
+            export_bytes,
+        },
+        operator,
+    ))
+}
+
+/// The in-process operator.
+struct Operator {
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Operator {
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                eprintln!("operator did not stop within 10 s");
+            }
+        }
+    }
+}
+
+/// One run. The dev edit is made `phase` after `since` (the previous pull pass), so that the
+/// runs sample the whole prod interval instead of always committing just after a pass.
+async fn run_once(b: &Bench, i: usize, since: Instant, phase: Duration) -> Result<Run> {
+    let c = &b.client;
+    tokio::time::sleep_until((since + phase).into()).await;
+    let marker = format!("run-{i}-{}", jiff::Timestamp::now().as_nanosecond());
+    let before = head(&b.git)?;
+
+    // dev: edit and push; the branch head is watched on the server.
+    b.dev
+        .edit_app(&b.dev_app_id, |content| {
+            content["components"][0]["properties"]["benchMarker"] = json!({ "value": marker });
+        })
+        .map_err(anyhow::Error::msg)?;
+    let git = b.git.clone();
+    let prev = before.clone();
+    let watcher = tokio::task::spawn_blocking(move || -> Result<(String, Instant)> {
+        let start = Instant::now();
+        loop {
+            let h = head(&git)?;
+            if h != prev {
+                return Ok((h, Instant::now()));
+            }
+            if start.elapsed() > STEP_LIMIT {
+                bail!("branch head did not move within {STEP_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let poked = Instant::now();
+    annotate::<AppSync>(c, DEV_NS, "bench", "bench/poke", &marker).await?;
+    let (sha, t_commit) = watcher.await??;
+    poll(
+        "dev lastCommit is the new head",
+        STEP_LIMIT,
+        Duration::from_millis(20),
+        || async {
+            (last_commit(&appsync(c, DEV_NS, "bench").await?).as_deref() == Some(sha.as_str()))
+                .then_some(())
+        },
+    )
+    .await?;
+
+    // (b) commit -> availableUpdate, by the pull side's own schedule.
+    let t_available = poll(
+        "prod availableUpdate",
+        STEP_LIMIT,
+        Duration::from_millis(20),
+        || async {
+            let a = appsync(c, PROD_NS, "bench").await?;
+            (available(&a).as_deref() == Some(sha.as_str())).then(Instant::now)
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        b.prod
+            .apps()
+            .iter()
+            .find(|a| a.name == APP)
+            .and_then(|a| marker_of(&a.content))
+            != Some(marker.clone()),
+        "Manual policy pulled without a request"
+    );
+
+    // (a) request -> imported.
+    b.prod.clear_requests();
+    let metrics_before = histograms(&b.ctx.metrics.encode());
+    let request = format!("bench-{i}-{}", jiff::Timestamp::now().as_second());
+    let t0 = Instant::now();
+    annotate::<AppSync>(
+        c,
+        PROD_NS,
+        "bench",
+        api::PULL_REQUESTED_ANNOTATION,
+        &request,
+    )
+    .await?;
+    let echo = {
+        let (c, request) = (c.clone(), request.clone());
+        tokio::spawn(async move {
+            poll(
+                "lastHandledPullRequestedAt echo",
+                STEP_LIMIT,
+                Duration::from_millis(10),
+                || async {
+                    let a = appsync(&c, PROD_NS, "bench").await?;
+                    (a.status?.last_handled_pull_requested_at.as_deref() == Some(request.as_str()))
+                        .then(Instant::now)
+                },
+            )
+            .await
+        })
+    };
+    let mut imported = None;
+    let mut requests = Vec::new();
+    let mut seen = 0;
+    loop {
+        let now = Instant::now();
+        let log = b.prod.requests();
+        for r in log.iter().skip(seen) {
+            requests.push((now - t0, format!("{} {} {}", r.method, r.path, r.status)));
+        }
+        seen = log.len();
+        if imported.is_none()
+            && b.prod
+                .apps()
+                .iter()
+                .any(|a| a.name == APP && marker_of(&a.content).as_deref() == Some(&marker))
+        {
+            imported = Some(now);
+        }
+        if imported.is_some() && echo.is_finished() {
+            break;
+        }
+        if t0.elapsed() > STEP_LIMIT {
+            bail!("the requested pull did not land within {STEP_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t_echo = echo.await??;
+    let imported = imported.context("imported")?;
+    let ops = moved(&metrics_before, &histograms(&b.ctx.metrics.encode()));
+    let a = appsync(c, PROD_NS, "bench").await.context("prod AppSync")?;
+    anyhow::ensure!(
+        last_commit(&a).as_deref() == Some(sha.as_str()),
+        "prod lastCommit after the pull is {:?}, want {sha}",
+        last_commit(&a)
+    );
+    Ok(Run {
+        phase,
+        done: t_echo,
+        commit_to_available: t_available.saturating_duration_since(t_commit),
+        push: t_commit.saturating_duration_since(poked),
+        request_to_imported: imported - t0,
+        request_to_echo: t_echo.saturating_duration_since(t0),
+        requests,
+        ops,
+    })
+}
+
+fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    let n = s.len();
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2
+    };
+    (s[0], median, s[n - 1])
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn report(b: &Bench, runs: &[Run], verbose: bool) {
+    println!();
+    println!("pull bench: {} run(s); app export {} bytes; dev Push AppSync -> git (sshd) -> prod Pull AppSync (updatePolicy: Manual), prod GitSyncConfig interval {PROD_INTERVAL}", runs.len(), b.export_bytes);
+    println!(
+        "{:>4}  {:>10}  {:>10}  {:>23}  {:>18}  {:>20}",
+        "run",
+        "edit at",
+        "dev push",
+        "commit->availableUpdate",
+        "request->imported",
+        "request->status echo"
+    );
+    for (i, r) in runs.iter().enumerate() {
+        println!(
+            "{:>4}  {:>10}  {:>10}  {:>23}  {:>18}  {:>20}",
+            i + 1,
+            format!("+{:.1} s", r.phase.as_secs_f64()),
+            secs(r.push),
+            secs(r.commit_to_available),
+            secs(r.request_to_imported),
+            secs(r.request_to_echo)
+        );
+    }
+    for (i, r) in runs.iter().enumerate() {
+        if !(verbose || i == 0 || r.request_to_imported >= TARGET) {
+            continue;
+        }
+        println!("run {}: where the request->imported time went", i + 1);
+        for (op, s, n) in &r.ops {
+            println!("    operator {op}: {:.3} s over {n} call(s)", s);
+        }
+        let first = r.requests.first().map(|x| x.0).unwrap_or_default();
+        println!(
+            "    first ToolJet request seen at +{:.3} s (watch event, fresh AppSync and GitSyncConfig reads, workspace lookup; the git fetch comes after it)",
+            first.as_secs_f64()
+        );
+        for (at, what) in &r.requests {
+            println!("    +{:.3} s  {what}", at.as_secs_f64());
+        }
+    }
+    let col = |f: fn(&Run) -> Duration| runs.iter().map(f).collect::<Vec<_>>();
+    let imported = col(|r| r.request_to_imported);
+    let echo = col(|r| r.request_to_echo);
+    let avail = col(|r| r.commit_to_available);
+    let show = |name: &str, v: &[Duration]| {
+        let (min, med, max) = stats(v);
+        println!(
+            "{name:<36} min {}  median {}  max {}",
+            secs(min),
+            secs(med),
+            secs(max)
+        );
+        med
+    };
+    println!();
+    let med = show("request -> imported (in prod ToolJet)", &imported);
+    show("request -> status echo", &echo);
+    show("commit -> availableUpdate visible", &avail);
+    println!("  (commit -> availableUpdate is bounded by the prod interval of {PROD_INTERVAL}: without a request the pull side reads the remote at most once per interval, so it lands anywhere in 0..{PROD_INTERVAL} plus one fetch; the column \"edit at\" spreads the dev edits over the interval, counted from the previous pull pass)");
+    println!(
+        "target (design §6): a requested pull lands in the target ToolJet within {} s; median {} -> {}",
+        TARGET.as_secs(),
+        secs(med),
+        if med < TARGET { "MET" } else { "NOT MET" }
+    );
+}
+
+/// Our own descendant processes (by /proc), for the leak check.
+fn descendants() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut parents: Vec<(u32, u32, String)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            let Some((comm, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let comm = comm.split_once(" (").map(|x| x.1).unwrap_or_default();
+            let mut f = rest.split_whitespace();
+            let state = f.next().unwrap_or_default();
+            let ppid = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            if state != "Z" {
+                parents.push((pid, ppid, comm.to_string()));
+            }
+        }
+    }
+    let mut out: Vec<(u32, String)> = Vec::new();
+    let mut frontier = vec![me];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid, comm) in &parents {
+            if *ppid == p && *pid != me && !out.iter().any(|o| o.0 == *pid) {
+                out.push((*pid, comm.clone()));
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let runs = match std::env::var("PULL_BENCH_RUNS") {
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("PULL_BENCH_RUNS must be a positive number");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) if bench => 10,
+        Err(_) => 1,
+    };
+    let verbose = std::env::var("PULL_BENCH_VERBOSE").is_ok_and(|v| v == "1");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    // Child processes are started from this (main) thread: they die with it (PDEATHSIG).
+    let kube = match KubeEnv::start() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("setup failed: kube-apiserver: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let git = match GitServer::start() {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            eprintln!("setup failed: git server: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    rt.block_on(async {
+        let (b, operator) = match setup(&kube, git.clone()).await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("setup failed: {e:#}");
+                code = ExitCode::FAILURE;
+                return;
+            }
+        };
+        println!(
+            "setup done in {:.1?} (apiserver, sshd, 2 emulators, operator, first push and import)",
+            started.elapsed()
+        );
+        let mut done: Vec<Run> = Vec::new();
+        for i in 1..=runs {
+            let since = done.last().map(|r| r.done).unwrap_or_else(Instant::now);
+            let phase = PROD_INTERVAL_TIME * (i as u32 - 1) / runs as u32;
+            match run_once(&b, i, since, phase).await {
+                Ok(r) => {
+                    println!(
+                        "run {i}/{runs}: commit->availableUpdate {}, request->imported {}, request->echo {}",
+                        secs(r.commit_to_available),
+                        secs(r.request_to_imported),
+                        secs(r.request_to_echo)
+                    );
+                    done.push(r);
+                }
+                Err(e) => {
+                    let status = appsync(&b.client, PROD_NS, "bench")
+                        .await
+                        .and_then(|a| serde_json::to_string_pretty(&a.status).ok())
+                        .unwrap_or_default();
+                    eprintln!("run {i} failed: {e:#}\nprod AppSync status: {status}");
+                    code = ExitCode::FAILURE;
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            report(&b, &done, verbose);
+        }
+        operator.stop().await;
+        drop(b);
+    });
+    let ours = descendants();
+    drop(git);
+    drop(kube);
+    drop(rt);
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<_> = descendants()
+        .into_iter()
+        .filter(|d| ours.iter().any(|o| o.0 == d.0))
+        .collect();
+    if left.is_empty() {
+        println!(
+            "teardown: {} child process(es) stopped ({}); total {:.1?}",
+            ours.len(),
+            ours.iter()
+                .map(|o| o.1.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            started.elapsed()
+        );
+    } else {
+        eprintln!("teardown: processes left: {left:?}");
+        code = ExitCode::FAILURE;
+    }
+    code
+}
