@@ -27,6 +27,14 @@ pub struct KubeEnv {
 /// Bearer token of the admin user in the env.
 pub const ADMIN_TOKEN: &str = "admintoken";
 
+/// Bearer token of a second static user, [`OPERATOR_USER`], that belongs to no group and so has
+/// no rights beyond what every authenticated user gets (discovery, self-review) until a test
+/// binds roles to it.
+pub const OPERATOR_TOKEN: &str = "operatortoken";
+
+/// User name of [`OPERATOR_TOKEN`], for RoleBinding/ClusterRoleBinding subjects (`kind: User`).
+pub const OPERATOR_USER: &str = "operator";
+
 /// Where the cached apiserver binary lives.
 pub fn apiserver_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("KUBE_APISERVER") {
@@ -69,7 +77,9 @@ impl KubeEnv {
         )?;
         std::fs::write(
             d.join("tokens.csv"),
-            format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"),
+            format!(
+                "{ADMIN_TOKEN},admin,admin-uid,system:masters\n{OPERATOR_TOKEN},{OPERATOR_USER},operator-uid\n"
+            ),
         )?;
         let etcd_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -178,7 +188,7 @@ impl KubeEnv {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// Writes a kubeconfig that authenticates with `token` (add tokens with [`KubeEnv::add_token_user`]).
+    /// Writes a kubeconfig that authenticates with `token` ([`ADMIN_TOKEN`] or [`OPERATOR_TOKEN`]).
     pub fn write_kubeconfig(&self, token: &str, path: &Path) -> Result<()> {
         let yaml = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: u, namespace: default}}\ncurrent-context: test\n",
@@ -187,6 +197,13 @@ impl KubeEnv {
         );
         std::fs::write(path, yaml)?;
         Ok(())
+    }
+
+    /// Writes a kubeconfig for `token` to `path` and returns `path`, e.g. for an operator process
+    /// that must run with exactly the rights bound to [`OPERATOR_USER`].
+    pub fn kubeconfig_for(&self, token: &str, path: &Path) -> Result<PathBuf> {
+        self.write_kubeconfig(token, path)?;
+        Ok(path.to_path_buf())
     }
 
     /// A client with admin rights.
