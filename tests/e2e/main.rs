@@ -7,6 +7,7 @@
 mod gitsyncconfig;
 mod pull;
 mod push;
+mod rbac;
 mod runtime;
 mod support;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     trials.extend(runtime::trials());
     trials.extend(push::trials());
     trials.extend(pull::trials());
+    trials.extend(rbac::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();
