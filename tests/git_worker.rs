@@ -234,7 +234,7 @@ async fn rename_moves_the_folder() -> Result<()> {
     );
     ensure!(
         env.git(&["log", "-1", "--format=%s", "main"])?.trim()
-            == "Version v1 Of Revenue: App Sales  is renamed to Revenue"
+            == "Version v1 Of Revenue: App is renamed"
     );
     let meta = env.meta()?;
     ensure!(meta["app-1"]["gitAppName"] == "Revenue" && meta["app-2"]["gitAppName"] == "Other");

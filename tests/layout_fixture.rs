@@ -304,10 +304,7 @@ fn renaming_one_app_leaves_the_other_byte_for_byte() {
         .unwrap(),
     );
     assert_eq!(plan.kind, PushKind::Rename);
-    assert_eq!(
-        plan.meta_commit_message,
-        "App Inventory  is renamed to Stock"
-    );
+    assert_eq!(plan.meta_commit_message, "App is renamed");
     assert_eq!(plan.deletes, ["Inventory/v1.json"]);
     let after = apply(&files, &plan);
     assert_eq!(

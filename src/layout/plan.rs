@@ -12,8 +12,8 @@
 //!   this app's own file is removed from it.
 //! * Messages: creation `App creation`; a content change (normalized, names aside) uses the
 //!   user's message, also when the app or version was renamed in the same push; without a
-//!   content change a rename uses ToolJet's `App <old>  is renamed to <new>` (ToolJet's double
-//!   space kept), a new version `Version creation`, a renamed version
+//!   content change a rename uses `App is renamed` (design §2; ToolJet's UI sends
+//!   `App <old>  is renamed to <new>`), a new version `Version creation`, a renamed version
 //!   `Version <old> of app <app> is renamed to <new>`. The git message is prefixed with
 //!   `Version <version> Of <app>: ` except for the root commit of an empty repository.
 //! * Nothing changed (normalized content, name and version) gives [`PushOutcome::NoChange`];
@@ -37,6 +37,9 @@ use super::normalize::{digest_of, Identity};
 pub const CREATION_MESSAGE: &str = "App creation";
 /// Commit message ToolJet uses when a new version replaces the pushed one.
 pub const VERSION_CREATION_MESSAGE: &str = "Version creation";
+/// Message of a push that only renames the app (design §2).
+pub const RENAME_MESSAGE: &str = "App is renamed";
+
 /// Commit message used when the user gave none (ToolJet's UI always asks for one).
 pub const DEFAULT_UPDATE_MESSAGE: &str = "App update";
 
@@ -327,7 +330,7 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
                 request.message.to_owned()
             }
         } else if renamed {
-            format!("App {old_folder}  is renamed to {folder}")
+            RENAME_MESSAGE.to_owned()
         } else if version_id_changed {
             VERSION_CREATION_MESSAGE.to_owned()
         } else {

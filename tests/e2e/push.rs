@@ -205,7 +205,10 @@ async fn lifecycle(env: Arc<Env>) -> Result<()> {
         .and_then(|s| s.last_commit)
         .map(|c| c.message)
         .unwrap_or_default();
-    ensure!(msg.contains("is renamed"), "{msg}");
+    ensure!(
+        msg == format!("Version {v1} Of Push Demo Renamed: App is renamed"),
+        "{msg}"
+    );
     let fs = files(&git)?;
     ensure!(
         fs.contains(&format!("Push Demo Renamed/{v1}.json"))

@@ -254,7 +254,7 @@ fn rename_moves_the_folder() {
     assert_eq!(plan.kind, PushKind::Rename);
     assert_eq!(
         plan.commit_message,
-        "Version v1 Of New Name: App Old Name  is renamed to New Name"
+        "Version v1 Of New Name: App is renamed"
     );
     assert_eq!(plan.deletes, ["Old Name/notes.md", "Old Name/v1.json"]);
     assert!(tree.files.keys().all(|path| !path.starts_with("Old Name/")));
