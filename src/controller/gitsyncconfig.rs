@@ -592,7 +592,19 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
     let mut repo: Option<Result<Option<String>, Problem>> = None;
     let mut tooljet: Option<Result<ToolJetStatus, Problem>> = None;
     if let (Ok(valid), Ok(k), Ok(_), true) = (&validation, &key, &key_info, gsc.spec.enabled) {
-        let (result, learned) = check_repository(&gsc, &ctx, valid, k, &prev).await;
+        // Once verified, periodic checks only read the branch head through the repository
+        // worker's cache, shared with the config's AppSyncs; the write check (a dry-run push)
+        // runs again on first contact and whenever the spec or the key changes.
+        let verified = api::find(&prev.conditions, types::READY).is_some_and(|c| c.is_true())
+            && prev.observed_generation == gsc.metadata.generation
+            && prev.public_key_fingerprint.as_deref() == Some(k.info.fingerprint.as_str());
+        let start = std::time::Instant::now();
+        let (result, learned) = check_repository(&gsc, &ctx, valid, k, &prev, verified).await;
+        ctx.metrics.git_op(
+            if verified { "recheck" } else { "check" },
+            start.elapsed(),
+            result.is_ok(),
+        );
         if let Some(hosts) = learned {
             record_host_keys(&gsc, &ctx, k, &hosts, &mut status).await?;
         }
@@ -716,6 +728,7 @@ async fn check_repository(
     valid: &Validated,
     key: &KeyState,
     prev: &GitSyncConfigStatus,
+    verified: bool,
 ) -> (Result<Option<String>, Problem>, Option<String>) {
     let pinned_by_user = valid.pinned_known_hosts.is_some();
     let recorded = valid
@@ -745,6 +758,32 @@ async fn check_repository(
             None => HostKeyPolicy::TrustOnFirstUse,
         },
     };
+    if verified && recorded.is_some() {
+        // Always read fresh (a changed host key or a revoked key shows at once); the result
+        // refreshes the worker's cache, which the config's AppSyncs read within the interval.
+        let head = ctx
+            .workers
+            .get(&valid.url)
+            .remote_head(
+                transport,
+                &gsc.spec.repository.branch,
+                std::time::Duration::ZERO,
+            )
+            .await;
+        let result = head.map_err(|e| match &e {
+            crate::git::worker::WorkerError::Git(f) => access_problem(
+                crate::git::check::Stage::Read,
+                f.kind,
+                &f.detail,
+                &valid.url,
+                &gsc.spec.repository.branch,
+                &key.info.fingerprint,
+                pinned_by_user,
+            ),
+            other => Problem::retrying("GitError", other.to_string()),
+        });
+        return (result, None);
+    }
     let outcome = check_access(
         &ctx.git,
         &valid.url,
