@@ -886,6 +886,7 @@ async fn report_transition(
 
 async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = gsc.namespace().unwrap_or_default();
+    super::tooljet_check::forget(&ctx, &ns, &gsc.name_any());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = gsc.key_secret_name();
     if let Some(secret) = secrets.get_opt(&name).await? {

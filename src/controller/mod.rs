@@ -107,9 +107,11 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// One git worker per repository.
     pub workers: crate::git::worker::Workers,
-    /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version.
-    pub tooljet_clients:
-        std::sync::Mutex<std::collections::HashMap<String, crate::tooljet::Client>>,
+    /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version, with the
+    /// time they were made (they cache the server version, so they are renewed now and then).
+    pub tooljet_clients: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, crate::tooljet::Client)>,
+    >,
 }
 
 impl Context {

@@ -11,6 +11,18 @@ use super::{Context, Error, Problem};
 use crate::api::{GitSyncConfig, ToolJetStatus};
 use crate::tooljet::{self, Credentials};
 
+/// How long a client (and the server version it read) is reused: an upgraded ToolJet is seen
+/// within this time, so imports are not refused as "too new" after the upgrade.
+pub const CLIENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Forgets the client of a deleted GitSyncConfig.
+pub fn forget(ctx: &Context, ns: &str, name: &str) {
+    if let Ok(mut m) = ctx.tooljet_clients.lock() {
+        let prefix = format!("{ns}/{name}|");
+        m.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
 /// A ready client and the resolved workspace.
 pub struct Connection {
     /// The client.
@@ -51,11 +63,12 @@ pub async fn client_for(
         secret_name,
         secret.metadata.resource_version.clone().unwrap_or_default()
     );
-    if let Some(c) = ctx
+    if let Some((_, c)) = ctx
         .tooljet_clients
         .lock()
         .ok()
         .and_then(|m| m.get(&key).cloned())
+        .filter(|(made, _)| made.elapsed() < CLIENT_MAX_AGE)
     {
         return Ok(Ok(c));
     }
@@ -81,7 +94,7 @@ pub async fn client_for(
     if let Ok(mut m) = ctx.tooljet_clients.lock() {
         let prefix = format!("{ns}/{}|", gsc.name_any());
         m.retain(|k, _| !k.starts_with(&prefix));
-        m.insert(key, client.clone());
+        m.insert(key, (std::time::Instant::now(), client.clone()));
     }
     Ok(Ok(client))
 }
