@@ -17,7 +17,8 @@
 //!
 //! `cargo bench --bench scale` (needs root: sshd). Without `--bench` (e.g. `cargo test
 //! --all-targets`) it runs a smoke version (20 apps over 2 repositories, one 10 s interval).
-//! `SCALE_APPS`, `SCALE_REPOS`, `SCALE_INTERVAL` (seconds, >= 10), `SCALE_WINDOWS` override.
+//! `SCALE_APPS`, `SCALE_REPOS`, `SCALE_INTERVAL` (seconds, >= 10), `SCALE_WINDOWS` and
+//! `SCALE_READY_LIMIT` (seconds to wait for every AppSync to be Ready) override.
 //! `RUST_LOG` is passed to the operator (default: info, written to a file; its tail is shown on
 //! failure).
 
@@ -766,7 +767,12 @@ async fn run(
         .try_collect::<Vec<()>>()
         .await?;
     let created = t.elapsed();
-    let limit = Duration::from_secs(if cfg.bench { 300 } else { 120 });
+    let limit = Duration::from_secs(
+        std::env::var("SCALE_READY_LIMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if cfg.bench { 300 } else { 120 }),
+    );
     let mut last_print = Instant::now();
     loop {
         if !op.alive() {
@@ -777,10 +783,17 @@ async fn run(
             break;
         }
         if t.elapsed() > limit {
+            let pushes: usize = repos.iter().map(|r| reflog_len(git, r)).sum();
+            let s = per_repo(&p.tracer.sessions(), since, unix_ns());
+            let upload: u64 = s.values().map(|v| v[0] + v[1] + v[2]).sum();
+            let moved = metric_deltas(&BTreeMap::new(), &op.metrics().await);
             bail!(
-                "only {n}/{} AppSyncs Ready after {limit:?}; others: {others:?}\noperator log tail:\n{}",
+                "only {n}/{} AppSyncs Ready after {limit:?}; others: {others:?}\n  pushes (reflog): {pushes}; upload-pack sessions: {upload}; ToolJet calls: {}; operator RSS/VmHWM: {:?} KiB\n  /metrics: {}\noperator log tail:\n{}",
                 cfg.apps,
-                op.log_tail(20)
+                p.tooljet.requests().len() - tooljet_before,
+                op.rss(),
+                moved.join(", "),
+                op.log_tail(3)
             );
         }
         if last_print.elapsed() > Duration::from_secs(10) {
