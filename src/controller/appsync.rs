@@ -502,7 +502,26 @@ async fn push(
         ctx.metrics
             .git_op("remote_head", start.elapsed(), head.is_ok());
         if let (Ok(Some(h)), Some(k)) = (&head, &known.head) {
-            if h == k {
+            // The head moved (other apps were pushed): unchanged when no commit since the
+            // verified head touched this app's folder or meta entry. The mirror answers, with
+            // at most one shared fetch per interval.
+            let unchanged = h == k || {
+                let folder = known
+                    .path
+                    .as_deref()
+                    .and_then(|p| p.split('/').next())
+                    .unwrap_or_default();
+                let start = Instant::now();
+                let touched = worker
+                    .last_commit_touching(transport.clone(), h, Some(k), folder, &app.id, interval)
+                    .await;
+                ctx.metrics
+                    .git_op("touched_since", start.elapsed(), touched.is_ok());
+                !folder.is_empty() && matches!(touched, Ok(None))
+            };
+            if unchanged {
+                let mut git = known.clone();
+                git.head = Some(h.clone());
                 return Ok(Ok(Outcome {
                     app: Some(AppStatus {
                         id: Some(app.id.clone()),
@@ -510,7 +529,6 @@ async fn push(
                         version_id: Some(exported.version_id.clone()),
                         version_name: Some(exported.version_name.clone()),
                     }),
-                    git: Some(known.clone()),
                     reason: "UpToDate",
                     message: format!(
                         "git holds {} version {} at {} on {branch} (head {})",
@@ -519,6 +537,7 @@ async fn push(
                         known.path.as_deref().unwrap_or_default(),
                         &h[..h.len().min(12)]
                     ),
+                    git: Some(git),
                     ..Default::default()
                 }));
             }

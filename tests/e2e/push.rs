@@ -395,6 +395,39 @@ async fn twenty_batched(env: Arc<Env>) -> Result<()> {
     );
     // Never a force push: the reflog of a bare repo shows forced updates as such.
     ensure!(!log.contains("forced-update"), "{log}");
+
+    // The branch moved under most of them (later batches, the foreign writer), but nothing
+    // touched their apps: a new pass pushes nothing and records the current head.
+    let final_head = head(&git)?;
+    for i in 0..20 {
+        poke::<AppSync>(c, &ns, &format!("batch-{i:02}")).await?;
+    }
+    for i in 0..20 {
+        let h = final_head.clone();
+        wait_aps(
+            c,
+            &ns,
+            &format!("batch-{i:02}"),
+            "up to date at the moved head",
+            move |a| {
+                aps_has(a, "Ready", "True", "UpToDate")
+                    && a.status
+                        .as_ref()
+                        .and_then(|s| s.git.as_ref())
+                        .and_then(|g| g.head.as_deref())
+                        == Some(h.as_str())
+            },
+        )
+        .await?;
+    }
+    let after = git.git(
+        "apps",
+        &["reflog", "show", "--format=%s", "refs/heads/main"],
+    )?;
+    ensure!(
+        after.lines().count() == updates,
+        "a pass with nothing to change pushed"
+    );
     Ok(())
 }
 
