@@ -139,6 +139,48 @@ fn refusal_problem(r: &Refusal) -> Problem {
     Problem::stalled(reason, format!("nothing was written to git: {r}"))
 }
 
+/// Finds the app of a Push AppSync in a listing shared by the config's AppSyncs (refreshed when
+/// older than half the interval, at most a minute, or when the app is not in it), following
+/// the app by its previous id when its name changed.
+async fn find_app_shared(
+    ctx: &Context,
+    conn: &super::tooljet_check::Connection,
+    key: &str,
+    ident: &str,
+    previous_id: Option<&str>,
+    interval: Duration,
+) -> Result<Option<crate::tooljet::AppSummary>, crate::tooljet::Error> {
+    let max_age = (interval / 2).min(Duration::from_secs(60));
+    let pick = |apps: &[crate::tooljet::AppSummary]| {
+        let by_id = |id: &str| apps.iter().find(|a| a.id.eq_ignore_ascii_case(id)).cloned();
+        match ident.strip_prefix("id:") {
+            Some(id) => by_id(id),
+            None => apps
+                .iter()
+                .find(|a| a.name == ident)
+                .cloned()
+                .or_else(|| by_id(ident))
+                .or_else(|| previous_id.and_then(by_id)),
+        }
+    };
+    let mut lists = ctx.app_lists.lock().await;
+    if let Some((at, apps)) = lists.get(key) {
+        if at.elapsed() < max_age {
+            if let Some(a) = pick(apps) {
+                return Ok(Some(a));
+            }
+        }
+    }
+    let start = Instant::now();
+    let listed = conn.client.list_apps(&conn.workspace).await;
+    ctx.metrics
+        .tooljet_call("list_apps", start.elapsed(), listed.is_ok());
+    let apps = Arc::new(listed?);
+    let found = pick(&apps);
+    lists.insert(key.to_string(), (Instant::now(), apps));
+    Ok(found)
+}
+
 /// Identifies what a push verified in git: app, name, version and normalized content.
 pub fn synced_digest(
     app_id: &str,
@@ -427,31 +469,37 @@ async fn push(
         Err(p) => return Ok(Err(p)),
     };
     let previous_id = prev.app.as_ref().and_then(|a| a.id.clone());
-    let start = Instant::now();
-    let mut found = conn.client.find_app(&conn.workspace, &aps.spec.app).await;
-    if let (Ok(None), Some(id)) = (&found, &previous_id) {
-        // Renamed in ToolJet: the app keeps its id, so follow it (its folder moves in git).
-        found = conn
-            .client
-            .find_app(&conn.workspace, &format!("id:{id}"))
-            .await;
-    }
-    ctx.metrics
-        .tooljet_call("find_app", start.elapsed(), found.is_ok());
+    let missing = || {
+        let kept = prev
+            .git
+            .as_ref()
+            .and_then(|g| g.path.clone())
+            .map(|p| format!("; nothing in git was deleted ({p} is kept)"))
+            .unwrap_or_default();
+        Problem::stalled(
+            "AppNotFound",
+            format!("no app {:?} in ToolJet workspace {}{kept}. If it was deleted, delete this AppSync (git keeps the app); otherwise fix spec.app (a name, or id:<uuid>)", aps.spec.app, conn.workspace.name),
+        )
+    };
+    let list_key = format!(
+        "{}/{}|{}",
+        gsc.namespace().unwrap_or_default(),
+        gsc.name_any(),
+        conn.workspace.id
+    );
+    let interval = parse_interval(&gsc.spec.interval).unwrap_or(Duration::from_secs(300));
+    let found = find_app_shared(
+        ctx,
+        &conn,
+        &list_key,
+        &aps.spec.app,
+        previous_id.as_deref(),
+        interval,
+    )
+    .await;
     let app = match found {
         Ok(Some(a)) => a,
-        Ok(None) => {
-            let kept = prev
-                .git
-                .as_ref()
-                .and_then(|g| g.path.clone())
-                .map(|p| format!("; nothing in git was deleted ({p} is kept)"))
-                .unwrap_or_default();
-            return Ok(Err(Problem::stalled(
-                "AppNotFound",
-                format!("no app {:?} in ToolJet workspace {}{kept}. If it was deleted, delete this AppSync (git keeps the app); otherwise fix spec.app (a name, or id:<uuid>)", aps.spec.app, conn.workspace.name),
-            )));
-        }
+        Ok(None) => return Ok(Err(missing())),
         Err(e) => return Ok(Err(problem_of(&e))),
     };
     let version = aps.spec.push.as_ref().and_then(|p| p.version.clone());
@@ -464,6 +512,10 @@ async fn push(
         .tooljet_call("export_app", start.elapsed(), export.is_ok());
     let export = match export {
         Ok(e) => e,
+        Err(e) if e.reason() == "AppNotFound" => {
+            ctx.app_lists.lock().await.remove(&list_key);
+            return Ok(Err(missing()));
+        }
         Err(e) => return Ok(Err(problem_of(&e))),
     };
     let exported = match layout::app_from_export(&export) {
@@ -474,6 +526,11 @@ async fn push(
                 format!("ToolJet returned an export the operator cannot read: {e}"),
             )))
         }
+    };
+    // The export is fresh; a shared listing may be a little older (e.g. just before a rename).
+    let app = crate::tooljet::AppSummary {
+        name: exported.name.clone(),
+        ..app
     };
     let (url, transport) = match repo_access(gsc, ctx).await? {
         Ok(a) => a,
@@ -488,7 +545,6 @@ async fn push(
         &exported.version_name,
         &export,
     );
-    let interval = parse_interval(&gsc.spec.interval).unwrap_or(Duration::from_secs(300));
     // Nothing changed on either side: one shared ref check per repository and interval.
     if let Some(known) = prev
         .git

@@ -107,6 +107,18 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// One git worker per repository.
     pub workers: crate::git::worker::Workers,
+    /// Workspaces resolved by each GitSyncConfig's check, reused by its AppSyncs.
+    pub tooljet_workspaces: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, crate::tooljet::Workspace)>,
+    >,
+    /// App listings per GitSyncConfig and workspace, shared by its Push AppSyncs for a short
+    /// while instead of one full listing per reconcile.
+    pub app_lists: tokio::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (std::time::Instant, Arc<Vec<crate::tooljet::AppSummary>>),
+        >,
+    >,
     /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version, with the
     /// time they were made (they cache the server version, so they are renewed now and then).
     pub tooljet_clients: std::sync::Mutex<
@@ -135,6 +147,8 @@ impl Context {
             workers,
             metrics: Arc::default(),
             tooljet_clients: Default::default(),
+            app_lists: Default::default(),
+            tooljet_workspaces: Default::default(),
         }
     }
 
@@ -197,6 +211,12 @@ fn user_change<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
+/// Cached objects do not need `managedFields` (often the largest part of an object): at
+/// thousands of AppSyncs this is most of the store's memory.
+fn strip_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 /// What AppSyncs care about in their GitSyncConfig: its spec and whether it is Ready (not the
 /// `lastCheckedAt` of every periodic check, which would re-run every AppSync each interval).
 fn config_state(gsc: &GitSyncConfig) -> Option<u64> {
@@ -225,6 +245,7 @@ pub async fn run(
     let (reader, writer) = reflector::store::<GitSyncConfig>();
     let gsc_stream = watcher(ctx.api::<GitSyncConfig>(), ctx.watcher_config())
         .default_backoff()
+        .modify(strip_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(user_change, Default::default());
@@ -255,6 +276,7 @@ pub async fn run(
     let (aps_reader, aps_writer) = reflector::store::<AppSync>();
     let aps_stream = watcher(ctx.api::<AppSync>(), ctx.watcher_config())
         .default_backoff()
+        .modify(strip_managed_fields)
         .reflect(aps_writer)
         .applied_objects()
         .predicate_filter(user_change, Default::default());

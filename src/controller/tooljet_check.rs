@@ -17,8 +17,11 @@ pub const CLIENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6
 
 /// Forgets the client of a deleted GitSyncConfig.
 pub fn forget(ctx: &Context, ns: &str, name: &str) {
+    let prefix = format!("{ns}/{name}|");
     if let Ok(mut m) = ctx.tooljet_clients.lock() {
-        let prefix = format!("{ns}/{name}|");
+        m.retain(|k, _| !k.starts_with(&prefix));
+    }
+    if let Ok(mut m) = ctx.tooljet_workspaces.lock() {
         m.retain(|k, _| !k.starts_with(&prefix));
     }
 }
@@ -104,6 +107,16 @@ pub async fn connect(
     gsc: &GitSyncConfig,
     ctx: &Context,
 ) -> Result<Result<Connection, Problem>, Error> {
+    connect_with(gsc, ctx, false).await
+}
+
+/// Connects; `fresh` resolves the workspace now (the config's own check), otherwise a
+/// resolution made by that check is reused, so AppSyncs cost no workspace calls.
+async fn connect_with(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+    fresh: bool,
+) -> Result<Result<Connection, Problem>, Error> {
     let client = match client_for(gsc, ctx).await? {
         Ok(c) => c,
         Err(p) => return Ok(Err(p)),
@@ -116,17 +129,49 @@ pub async fn connect(
         Ok(v) => v,
         Err(e) => return Ok(Err(problem_of(&e))),
     };
+    let key = format!(
+        "{}/{}|{}|{}",
+        gsc.namespace().unwrap_or_default(),
+        gsc.name_any(),
+        gsc.spec.tooljet.url,
+        gsc.spec.tooljet.workspace
+    );
+    if !fresh {
+        let cached = ctx
+            .tooljet_workspaces
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+            .filter(|(at, _)| at.elapsed() < CLIENT_MAX_AGE);
+        if let Some((_, workspace)) = cached {
+            return Ok(Ok(Connection {
+                client,
+                workspace,
+                version,
+            }));
+        }
+    }
     let start = Instant::now();
     let ws = client.resolve_workspace(&gsc.spec.tooljet.workspace).await;
     ctx.metrics
         .tooljet_call("resolve_workspace", start.elapsed(), ws.is_ok());
     match ws {
-        Ok(workspace) => Ok(Ok(Connection {
-            client,
-            workspace,
-            version,
-        })),
-        Err(e) => Ok(Err(problem_of(&e))),
+        Ok(workspace) => {
+            if let Ok(mut m) = ctx.tooljet_workspaces.lock() {
+                m.insert(key, (Instant::now(), workspace.clone()));
+            }
+            Ok(Ok(Connection {
+                client,
+                workspace,
+                version,
+            }))
+        }
+        Err(e) => {
+            if let Ok(mut m) = ctx.tooljet_workspaces.lock() {
+                m.remove(&key);
+            }
+            Ok(Err(problem_of(&e)))
+        }
     }
 }
 
@@ -135,7 +180,7 @@ pub async fn check(
     gsc: &GitSyncConfig,
     ctx: &Context,
 ) -> Result<Result<ToolJetStatus, Problem>, Error> {
-    Ok(connect(gsc, ctx).await?.map(|c| ToolJetStatus {
+    Ok(connect_with(gsc, ctx, true).await?.map(|c| ToolJetStatus {
         version: Some(c.version),
         workspace_id: Some(c.workspace.id),
     }))
