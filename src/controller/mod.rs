@@ -93,6 +93,9 @@ impl Default for Options {
     }
 }
 
+/// Values keyed by a string, with the time each was stored.
+pub type TimedCache<V> = std::collections::HashMap<String, (std::time::Instant, V)>;
+
 /// Shared state of the reconcilers.
 pub struct Context {
     /// Kubernetes client.
@@ -108,22 +111,13 @@ pub struct Context {
     /// One git worker per repository.
     pub workers: crate::git::worker::Workers,
     /// Workspaces resolved by each GitSyncConfig's check, reused by its AppSyncs.
-    pub tooljet_workspaces: std::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, crate::tooljet::Workspace)>,
-    >,
+    pub tooljet_workspaces: std::sync::Mutex<TimedCache<crate::tooljet::Workspace>>,
     /// App listings per GitSyncConfig and workspace, shared by its Push AppSyncs for a short
     /// while instead of one full listing per reconcile.
-    pub app_lists: tokio::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            (std::time::Instant, Arc<Vec<crate::tooljet::AppSummary>>),
-        >,
-    >,
+    pub app_lists: tokio::sync::Mutex<TimedCache<Arc<Vec<crate::tooljet::AppSummary>>>>,
     /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version, with the
     /// time they were made (they cache the server version, so they are renewed now and then).
-    pub tooljet_clients: std::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, crate::tooljet::Client)>,
-    >,
+    pub tooljet_clients: std::sync::Mutex<TimedCache<crate::tooljet::Client>>,
 }
 
 impl Context {
