@@ -552,8 +552,10 @@ async fn push(
         .filter(|g| g.synced_digest.as_deref() == Some(digest.as_str()))
     {
         let start = Instant::now();
+        // The config's own check refreshes this head every interval; accepting it a little
+        // longer keeps AppSyncs from a second ls-remote when their timing drifts past it.
         let head = worker
-            .remote_head(transport.clone(), &branch, interval)
+            .remote_head(transport.clone(), &branch, interval.mul_f32(1.5))
             .await;
         ctx.metrics
             .git_op("remote_head", start.elapsed(), head.is_ok());
