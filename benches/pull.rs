@@ -20,14 +20,12 @@
 //! logs (default: warn).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::{json, Value};
@@ -36,7 +34,8 @@ use tooljet_gitsync_operator::api::{self, AppSync, GitSyncConfig};
 use tooljet_gitsync_operator::controller::{self, Context, Options};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
-use tooljet_gitsync_testkit::kube_env::KubeEnv;
+use tooljet_gitsync_testkit::kube_env::{install_crds, KubeEnv};
+use tooljet_gitsync_testkit::wait::poll;
 
 const APP: &str = "Bench App";
 const REPO: &str = "apps";
@@ -104,51 +103,6 @@ fn manifest_aps(name: &str, direction: &str, extra: &str) -> String {
     format!(
         "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: {name}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: {APP:?}\n  direction: {direction}\n{extra}"
     )
-}
-
-/// Polls `f` every `every` until it yields a value; fails after `limit`.
-async fn poll<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            bail!("{what}: not reached within {limit:?}");
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-async fn install_crds(client: &Client) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [GitSyncConfig::crd(), AppSync::crd()] {
-        crds.create(&PostParams::default(), &crd).await?;
-    }
-    for name in [
-        "gitsyncconfigs.gitsync.tooljet.io",
-        "appsyncs.gitsync.tooljet.io",
-    ] {
-        poll(
-            &format!("CRD {name} established"),
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            || async {
-                let c = crds.get(name).await.ok()?;
-                c.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 async fn namespace(client: &Client, name: &str, secret: (&str, &[(&str, String)])) -> Result<()> {
@@ -357,7 +311,7 @@ fn moved(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(
 
 async fn setup(kube: &KubeEnv, git: Arc<GitServer>) -> Result<(Bench, Operator)> {
     let client = kube.client().await?;
-    install_crds(&client).await?;
+    install_crds(&client, vec![GitSyncConfig::crd(), AppSync::crd()]).await?;
     let dev = Emulator::start(EmulatorConfig::default()).await?;
     let prod = Emulator::start(EmulatorConfig::default()).await?;
     let data_dir = tempfile::Builder::new()

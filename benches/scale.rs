@@ -23,7 +23,6 @@
 //! failure).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -32,7 +31,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::{json, Value};
@@ -40,8 +38,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tooljet_gitsync_operator::api::{self, AppSync, GitSyncConfig};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
-use tooljet_gitsync_testkit::kube_env::KubeEnv;
+use tooljet_gitsync_testkit::kube_env::{install_crds, KubeEnv};
 use tooljet_gitsync_testkit::proc::{free_port, spawn_guarded, stop};
+use tooljet_gitsync_testkit::wait::poll;
 
 const NS: &str = "scale";
 const SECRET: &str = "tooljet-api";
@@ -96,51 +95,6 @@ fn app_name(i: usize) -> String {
 
 fn aps_name(i: usize) -> String {
     format!("app-{i:04}")
-}
-
-/// Polls `f` every `every` until it yields a value; fails after `limit`.
-async fn poll<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            bail!("{what}: not reached within {limit:?}");
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-async fn install_crds(client: &Client) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [GitSyncConfig::crd(), AppSync::crd()] {
-        crds.create(&PostParams::default(), &crd).await?;
-    }
-    for name in [
-        "gitsyncconfigs.gitsync.tooljet.io",
-        "appsyncs.gitsync.tooljet.io",
-    ] {
-        poll(
-            &format!("CRD {name} established"),
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            || async {
-                let c = crds.get(name).await.ok()?;
-                c.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 async fn namespace(client: &Client, token: &str) -> Result<()> {
@@ -717,7 +671,7 @@ async fn run(
     op_slot: &mut Option<Operator>,
 ) -> Result<(Initial, Vec<Window>)> {
     let client = kube.client().await?;
-    install_crds(&client).await?;
+    install_crds(&client, vec![GitSyncConfig::crd(), AppSync::crd()]).await?;
     let tooljet = Emulator::start(EmulatorConfig::default()).await?;
     for i in 0..cfg.apps {
         tooljet

@@ -248,3 +248,34 @@ fn run_ok(cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+/// Creates `crds` and waits until the apiserver has established them.
+pub async fn install_crds(
+    client: &kube::Client,
+    crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let mut names = Vec::new();
+    for crd in crds {
+        names.push(crd.metadata.name.clone().unwrap_or_default());
+        api.create(&Default::default(), &crd).await?;
+    }
+    for name in names {
+        crate::wait::poll(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                let c = api.get(&name).await.ok()?;
+                c.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -3,3 +3,4 @@ pub mod emulator;
 pub mod gitserver;
 pub mod kube_env;
 pub mod proc;
+pub mod wait;

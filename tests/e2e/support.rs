@@ -4,9 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Result};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt, Resource};
 use serde::de::DeserializeOwned;
@@ -14,7 +13,7 @@ use tokio::sync::watch;
 use tooljet_gitsync_operator::api::{self, AppSync, Condition, GitSyncConfig};
 use tooljet_gitsync_operator::controller::{self, Context, Options};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
-use tooljet_gitsync_testkit::kube_env::KubeEnv;
+use tooljet_gitsync_testkit::kube_env::{install_crds, KubeEnv};
 
 /// Label that routes objects to the operator binaries of the runtime trials.
 pub const SHARD_LABEL: &str = "e2e-shard";
@@ -43,7 +42,10 @@ impl Env {
     pub fn start(rt: &tokio::runtime::Runtime) -> Result<Arc<Env>> {
         let kube = KubeEnv::start()?;
         let client = rt.block_on(kube.client())?;
-        rt.block_on(install_crds(&client))?;
+        rt.block_on(install_crds(
+            &client,
+            vec![GitSyncConfig::crd(), AppSync::crd()],
+        ))?;
         let data_dir = tempfile::Builder::new()
             .prefix("operator-data-")
             .tempdir()?;
@@ -71,29 +73,6 @@ impl Env {
             operator: std::sync::Mutex::new(Some(operator)),
         }))
     }
-}
-
-async fn install_crds(client: &Client) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [GitSyncConfig::crd(), AppSync::crd()] {
-        crds.create(&PostParams::default(), &crd).await?;
-    }
-    for name in [
-        "gitsyncconfigs.gitsync.tooljet.io",
-        "appsyncs.gitsync.tooljet.io",
-    ] {
-        wait(Duration::from_secs(30), || async {
-            let c = crds.get(name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await
-        .with_context(|| format!("CRD {name} not established"))?;
-    }
-    Ok(())
 }
 
 /// Makes the env reachable from trials.
