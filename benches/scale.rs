@@ -39,6 +39,7 @@ use tooljet_gitsync_operator::api::{self, AppSync, GitSyncConfig};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
 use tooljet_gitsync_testkit::kube_env::{install_crds, KubeEnv};
+use tooljet_gitsync_testkit::proc::descendants;
 use tooljet_gitsync_testkit::proc::{free_port, spawn_guarded, stop};
 use tooljet_gitsync_testkit::wait::poll;
 
@@ -948,43 +949,6 @@ fn report(cfg: &Cfg, initial: &Initial, windows: &[Window]) {
         mib(hwm),
         verdict(hwm <= RSS_TARGET_KIB)
     );
-}
-
-/// Our own descendant processes (by /proc), for the leak check.
-fn descendants() -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let mut parents: Vec<(u32, u32, String)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some((comm, rest)) = stat.rsplit_once(") ") else {
-                continue;
-            };
-            let comm = comm.split_once(" (").map(|x| x.1).unwrap_or_default();
-            let mut f = rest.split_whitespace();
-            let state = f.next().unwrap_or_default();
-            let ppid = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            if state != "Z" {
-                parents.push((pid, ppid, comm.to_string()));
-            }
-        }
-    }
-    let mut out: Vec<(u32, String)> = Vec::new();
-    let mut frontier = vec![me];
-    while let Some(p) = frontier.pop() {
-        for (pid, ppid, comm) in &parents {
-            if *ppid == p && *pid != me && !out.iter().any(|o| o.0 == *pid) {
-                out.push((*pid, comm.clone()));
-                frontier.push(*pid);
-            }
-        }
-    }
-    out
 }
 
 fn main() -> ExitCode {

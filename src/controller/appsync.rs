@@ -234,7 +234,7 @@ pub fn error_policy(aps: Arc<AppSync>, err: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(ctx.options.retry_min)
 }
 
-async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn cleanup(aps: Arc<AppSync>, _ctx: Arc<Context>) -> Result<Action, Error> {
     let path = aps
         .status
         .as_ref()
@@ -242,7 +242,6 @@ async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> 
         .and_then(|g| g.path.clone())
         .unwrap_or_else(|| "the app's folder".into());
     tracing::info!(appsync = %key_of(aps.as_ref()), %path, "AppSync deleted; git and ToolJet left untouched");
-    let _ = ctx;
     Ok(Action::await_change())
 }
 
@@ -354,7 +353,13 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
         )
         .await;
     }
-    report_transition(&aps, &ctx, &prev.conditions, &status.conditions).await;
+    ctx.report_ready_transition(
+        aps.as_ref(),
+        &prev.conditions,
+        &status.conditions,
+        &["Suspended", "GitSyncConfigNotReady"],
+    )
+    .await;
 
     let api: Api<AppSync> =
         Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
@@ -382,22 +387,6 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     Ok(Action::requeue(wait))
-}
-
-async fn report_transition(aps: &AppSync, ctx: &Context, prev: &[Condition], next: &[Condition]) {
-    let (Some(new), old) = (api::find(next, types::READY), api::find(prev, types::READY)) else {
-        return;
-    };
-    if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
-        return;
-    }
-    let t = if new.is_true() || matches!(new.reason.as_str(), "Suspended" | "GitSyncConfigNotReady")
-    {
-        EventType::Normal
-    } else {
-        EventType::Warning
-    };
-    ctx.event(aps, t, &new.reason, new.message.clone()).await;
 }
 
 /// One pass: dereference the config, then push or pull.

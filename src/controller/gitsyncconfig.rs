@@ -633,7 +633,13 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
     });
     let now = now_rfc3339();
     status.conditions = api::merge(&prev.conditions, conds, gsc.metadata.generation, &now);
-    report_transition(&gsc, &ctx, &prev.conditions, &status.conditions).await;
+    ctx.report_ready_transition(
+        gsc.as_ref(),
+        &prev.conditions,
+        &status.conditions,
+        &["Disabled", "AwaitingDeployKey"],
+    )
+    .await;
 
     let api: Api<GitSyncConfig> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({
@@ -856,32 +862,6 @@ async fn record_host_keys(
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-async fn report_transition(
-    gsc: &GitSyncConfig,
-    ctx: &Context,
-    prev: &[Condition],
-    next: &[Condition],
-) {
-    let (Some(new), old) = (api::find(next, types::READY), api::find(prev, types::READY)) else {
-        return;
-    };
-    let changed = old.is_none_or(|o| o.status != new.status || o.reason != new.reason);
-    if !changed {
-        return;
-    }
-    if new.is_true() {
-        ctx.event(gsc, EventType::Normal, "Ready", new.message.clone())
-            .await;
-    } else {
-        let t = if new.reason == "Disabled" || new.reason == "AwaitingDeployKey" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        ctx.event(gsc, t, &new.reason, new.message.clone()).await;
-    }
 }
 
 async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {

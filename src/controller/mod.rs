@@ -163,6 +163,33 @@ impl Context {
         }
     }
 
+    /// Publishes an Event when the Ready condition changes status or reason: Normal when it
+    /// turns True or the reason is one of `normal_reasons`, Warning otherwise.
+    pub async fn report_ready_transition<K>(
+        &self,
+        obj: &K,
+        prev: &[crate::api::Condition],
+        next: &[crate::api::Condition],
+        normal_reasons: &[&str],
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let ready = crate::api::types::READY;
+        let (Some(new), old) = (crate::api::find(next, ready), crate::api::find(prev, ready))
+        else {
+            return;
+        };
+        if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
+            return;
+        }
+        let t = if new.is_true() || normal_reasons.contains(&new.reason.as_str()) {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        self.event(obj, t, &new.reason, new.message.clone()).await;
+    }
+
     fn watcher_config(&self) -> watcher::Config {
         let mut wc = watcher::Config::default();
         if let Some(sel) = &self.options.label_selector {

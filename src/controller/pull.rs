@@ -292,7 +292,6 @@ pub async fn pull(
         &latest.sha[..latest.sha.len().min(12)]
     );
     outcome.missing_constants = missing_constants(ctx, &conn, &export).await;
-    let _ = ctx;
     Ok(Ok(outcome))
 }
 
