@@ -1,0 +1,114 @@
+//! The worker's error type: what callers match on and what conditions show, kept apart from
+//! the git work so its reasons and messages can be read (and changed) in one place.
+
+use crate::git::classify::{GitFailure, GitFailureKind};
+use crate::git::mirror::MirrorError;
+use crate::layout::PlanError;
+
+/// Why a worker request failed; the message says what to do.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// git or ssh failed talking to the remote; the kind says why.
+    #[error("{}", git_message(.0))]
+    Git(GitFailure),
+    /// The branch, tag or commit does not exist (or is not a valid name).
+    #[error("revision {revision:?} was not found in the repository: check that the branch or tag exists (names are case-sensitive) or that the commit sha belongs to a branch or tag of the repository")]
+    RevisionNotFound {
+        /// The revision as given.
+        revision: String,
+    },
+    /// The remote kept moving: every attempt was rejected as non-fast-forward.
+    #[error("the push was rejected {attempts} times because other writers kept updating the branch at the same moment; nothing was forced or lost, and the push is retried on the next reconcile")]
+    PushRejected {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The repository's content cannot be planned on (e.g. an unreadable `.meta/meta.json`).
+    #[error(transparent)]
+    Layout(#[from] PlanError),
+    /// A local failure (mirror, I/O, the worker itself).
+    #[error("internal error in the repository worker: {0}. The local mirror is a cache and is rebuilt from the remote when damaged, so the request is retried with backoff")]
+    Internal(String),
+}
+
+impl WorkerError {
+    /// Condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WorkerError::Git(f) => match f.kind {
+                GitFailureKind::AuthenticationFailed => "AuthenticationFailed",
+                GitFailureKind::ReadOnlyAccess => "ReadOnlyAccess",
+                GitFailureKind::HostKeyMismatch => "HostKeyMismatch",
+                GitFailureKind::Unreachable => "RepositoryUnreachable",
+                GitFailureKind::RepositoryNotFound => "RepositoryNotFound",
+                GitFailureKind::NonFastForward => "PushRejected",
+                GitFailureKind::Other => "GitError",
+            },
+            WorkerError::RevisionNotFound { .. } => "RevisionNotFound",
+            WorkerError::PushRejected { .. } => "PushRejected",
+            WorkerError::Layout(_) => "InvalidRepositoryContent",
+            WorkerError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The git failure class, when git or ssh failed.
+    pub fn git_kind(&self) -> Option<GitFailureKind> {
+        match self {
+            WorkerError::Git(f) => Some(f.kind),
+            _ => None,
+        }
+    }
+}
+
+fn git_message(f: &GitFailure) -> String {
+    let d = &f.detail;
+    match f.kind {
+        GitFailureKind::AuthenticationFailed => format!("the repository refused the deploy key: add the GitSyncConfig's status.publicKey as a deploy key of the repository (with write access for pushes). Git said: {d}"),
+        GitFailureKind::ReadOnlyAccess => format!("the deploy key may read but not write: give it write access (GitHub: Allow write access; GitLab: Grant write permissions) and check branch protection. Git said: {d}"),
+        GitFailureKind::HostKeyMismatch => format!("the server's SSH host key is not the pinned or recorded one, so the connection was refused: verify the key out of band (ssh-keyscan) and update spec.repository.knownHosts. ssh said: {d}"),
+        GitFailureKind::Unreachable => format!("cannot connect to the repository: check the host name, port and network policies (egress to the git host); retried with backoff. Detail: {d}"),
+        GitFailureKind::RepositoryNotFound => format!("the repository does not exist or the deploy key cannot see it: check spec.repository.url and that the key is added to this repository. Detail: {d}"),
+        GitFailureKind::NonFastForward => format!("the push was rejected because the branch moved; it is retried. Git said: {d}"),
+        GitFailureKind::Other => format!("git failed: {d}"),
+    }
+}
+
+/// A mirror failure, as callers see it.
+pub(super) fn internal(e: MirrorError) -> WorkerError {
+    WorkerError::Internal(e.0)
+}
+
+/// The worker task is gone (or dropped the request).
+pub(super) fn stopped() -> WorkerError {
+    WorkerError::Internal("the repository worker stopped".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_follow_the_failure_kind() {
+        let git = |kind| {
+            WorkerError::Git(GitFailure {
+                kind,
+                detail: "d".into(),
+            })
+        };
+        assert_eq!(
+            git(GitFailureKind::HostKeyMismatch).reason(),
+            "HostKeyMismatch"
+        );
+        assert_eq!(
+            git(GitFailureKind::AuthenticationFailed).reason(),
+            "AuthenticationFailed"
+        );
+        assert_eq!(
+            WorkerError::PushRejected { attempts: 5 }.reason(),
+            "PushRejected"
+        );
+        assert!(git(GitFailureKind::HostKeyMismatch)
+            .to_string()
+            .contains("knownHosts"));
+    }
+}

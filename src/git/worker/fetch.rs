@@ -1,0 +1,217 @@
+//! The worker's view of the remote: opening (and rebuilding) the mirror, fetching into it at
+//! most once per `max_age` per transport, resolving revisions against what was fetched, and
+//! the cache of remote branch heads. Reads and pushes build on this; it depends on neither.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gix::ObjectId;
+
+use super::error::internal;
+use super::{blocking, bump, transport_key, TransportKey, Worker, WorkerError};
+use crate::git::cli::{GitSession, Transport};
+use crate::git::mirror::{self, MirrorError, RemoteRefs};
+
+/// A revision missing after a fetch younger than this is not fetched for again.
+const MIN_REFETCH: Duration = Duration::from_secs(2);
+/// A fetch still running after this long is interrupted.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The refs one transport saw in its last fetch, and when.
+pub(super) struct FetchRecord {
+    pub(super) at: Instant,
+    pub(super) refs: RemoteRefs,
+}
+
+/// Remote branch heads learned without a fetch (ls-remote, push), per transport and branch;
+/// `None` records a branch that does not exist.
+#[derive(Default)]
+pub(super) struct HeadCache {
+    heads: HashMap<(TransportKey, String), (Instant, Option<String>)>,
+}
+
+impl HeadCache {
+    /// The head recorded for `branch` within `max_age`, if any (`Some(None)`: known missing).
+    pub(super) fn fresh(
+        &self,
+        key: TransportKey,
+        branch: &str,
+        max_age: Duration,
+    ) -> Option<Option<String>> {
+        let (at, head) = self.heads.get(&(key, branch.to_owned()))?;
+        (at.elapsed() <= max_age).then(|| head.clone())
+    }
+
+    /// Records `head` as the remote head of `branch`, as of now.
+    pub(super) fn record(&mut self, key: TransportKey, branch: &str, head: Option<String>) {
+        self.heads
+            .insert((key, branch.to_owned()), (Instant::now(), head));
+    }
+}
+
+impl Worker {
+    /// Opens (or rebuilds) the mirror; a rebuilt mirror has no refs, so every cached view of
+    /// the remote is dropped with it.
+    pub(super) async fn ensure_mirror(&mut self) -> Result<(), WorkerError> {
+        let mirror = self.mirror.clone();
+        let rebuilt = blocking(move || mirror.open().map(|(_, r)| r).map_err(internal)).await?;
+        if rebuilt {
+            self.fetches.clear();
+        }
+        Ok(())
+    }
+
+    /// Deletes and recreates the mirror, forgetting every fetch made into it.
+    pub(super) async fn rebuild_mirror(&mut self) -> Result<(), WorkerError> {
+        let mirror = self.mirror.clone();
+        blocking(move || mirror.rebuild().map_err(internal)).await?;
+        self.fetches.clear();
+        Ok(())
+    }
+
+    /// Fetches with `session`, rebuilding the mirror once when the fetch fails for a local
+    /// reason. gix hides ssh's stderr, so a failed fetch is diagnosed with `git ls-remote`,
+    /// whose failures are classified into condition reasons.
+    pub(super) async fn fetch(
+        &mut self,
+        session: &GitSession,
+        key: TransportKey,
+    ) -> Result<(), WorkerError> {
+        self.ensure_mirror().await?;
+        let refs = match self.fetch_once(session).await {
+            Ok(refs) => refs,
+            Err(e) => {
+                // Reachable and authorized? Then the problem is local: rebuild and retry once.
+                session
+                    .run(
+                        ["ls-remote", "--heads", self.url.as_git_url()],
+                        None,
+                        None,
+                        &[],
+                    )
+                    .await
+                    .map_err(WorkerError::Git)?;
+                tracing::warn!(repository = %self.url, error = %e, "fetch into the mirror failed while the remote is reachable; rebuilding the mirror");
+                self.rebuild_mirror().await?;
+                self.fetch_once(session).await.map_err(internal)?
+            }
+        };
+        bump(&self.stats.fetches, 1);
+        self.fetches.insert(
+            key,
+            FetchRecord {
+                at: Instant::now(),
+                refs,
+            },
+        );
+        Ok(())
+    }
+
+    /// One gix fetch on a blocking thread, interrupted after [`FETCH_TIMEOUT`].
+    async fn fetch_once(&self, session: &GitSession) -> Result<RemoteRefs, MirrorError> {
+        let mirror = self.mirror.clone();
+        let url = self.url.as_git_url().to_owned();
+        let ssh = session.ssh_command().to_owned();
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let flag = interrupt.clone();
+        let task = tokio::task::spawn_blocking(move || mirror.fetch(&url, &ssh, &flag));
+        let timer = {
+            let interrupt = interrupt.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FETCH_TIMEOUT).await;
+                interrupt.store(true, Ordering::Relaxed);
+            })
+        };
+        let result = task.await;
+        timer.abort();
+        result.map_err(|e| MirrorError(format!("fetch task failed: {e}")))?
+    }
+
+    /// Makes sure this transport fetched within `max_age`; returns the session when it had to
+    /// fetch now.
+    pub(super) async fn fetch_if_older(
+        &mut self,
+        transport: &Transport,
+        max_age: Duration,
+    ) -> Result<(TransportKey, Option<GitSession>), WorkerError> {
+        let key = transport_key(transport);
+        self.ensure_mirror().await?;
+        if self
+            .fetches
+            .get(&key)
+            .is_some_and(|r| r.at.elapsed() <= max_age)
+        {
+            return Ok((key, None));
+        }
+        let session = self.cli.session(transport).map_err(WorkerError::Git)?;
+        self.fetch(&session, key).await?;
+        Ok((key, Some(session)))
+    }
+
+    /// Resolves `revision` with the refs this transport last fetched; a missing revision is
+    /// fetched for once more unless the last fetch is very recent.
+    pub(super) async fn resolve(
+        &mut self,
+        transport: &Transport,
+        key: TransportKey,
+        session: Option<GitSession>,
+        revision: &str,
+    ) -> Result<Option<ObjectId>, WorkerError> {
+        if let Some(id) = self.resolve_local(key, revision).await? {
+            return Ok(Some(id));
+        }
+        let recent = self
+            .fetches
+            .get(&key)
+            .is_some_and(|r| r.at.elapsed() < MIN_REFETCH);
+        if session.is_some() || recent {
+            return Ok(None);
+        }
+        let session = self.cli.session(transport).map_err(WorkerError::Git)?;
+        self.fetch(&session, key).await?;
+        self.resolve_local(key, revision).await
+    }
+
+    /// Resolves `revision` (branch, tag or sha) with the refs fetched last, without a fetch.
+    pub(super) async fn resolve_local(
+        &self,
+        key: TransportKey,
+        revision: &str,
+    ) -> Result<Option<ObjectId>, WorkerError> {
+        let Some(record) = self.fetches.get(&key) else {
+            return Ok(None);
+        };
+        let by_ref = [
+            format!("refs/heads/{revision}"),
+            format!("refs/tags/{revision}"),
+        ]
+        .into_iter()
+        .find_map(|name| record.refs.get(&name).copied());
+        let mirror = self.mirror.clone();
+        let revision = revision.to_owned();
+        blocking(move || {
+            let (repo, _) = mirror.open().map_err(internal)?;
+            match by_ref {
+                Some(id) => mirror::peel_to_commit(&repo, id).map_err(internal),
+                None => mirror::lookup_sha(&repo, &revision).map_err(internal),
+            }
+        })
+        .await
+    }
+
+    /// Whether the last fetch of this transport saw any branch.
+    pub(super) fn has_branches(&self, key: TransportKey) -> bool {
+        self.fetches
+            .get(&key)
+            .is_some_and(|r| r.refs.keys().any(|k| k.starts_with("refs/heads/")))
+    }
+
+    /// The head of `branch` as this transport last fetched it.
+    pub(super) fn fetched_head(&self, key: TransportKey, branch: &str) -> Option<ObjectId> {
+        self.fetches
+            .get(&key)
+            .and_then(|r| r.refs.get(&format!("refs/heads/{branch}")).copied())
+    }
+}

@@ -1,0 +1,278 @@
+//! Push batching (design §3 rule 4): queued pushes are collected into one batch, grouped by
+//! branch and transport, applied on one fresh fetch and pushed with one `git push`. A push
+//! rejected as non-fast-forward is fetched, re-applied on the new head and retried with
+//! backoff, never forced.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gix::ObjectId;
+
+use super::apply::apply_batch;
+use super::error::internal;
+use super::{
+    blocking, bump, transport_key, PushJob, PushResult, Reply, Request, TransportKey, Worker,
+    WorkerError,
+};
+use crate::git::classify::{GitFailure, GitFailureKind};
+use crate::git::cli::GitSession;
+use crate::git::mirror;
+
+/// At most this many pushes go into one batch (bounds memory and the blast radius of a failure).
+const MAX_BATCH: usize = 500;
+/// Push attempts per batch before giving up on a remote that keeps moving.
+const MAX_PUSH_ATTEMPTS: u32 = 5;
+
+/// A push waiting for its batch, with the caller's reply channel.
+pub(super) struct QueuedPush {
+    pub(super) job: Box<PushJob>,
+    pub(super) reply: Reply<PushResult>,
+}
+
+/// The jobs of one branch and transport, frozen for all attempts of one push.
+struct Group<'a> {
+    branch: &'a str,
+    key: TransportKey,
+    session: &'a GitSession,
+    jobs: Arc<Vec<Box<PushJob>>>,
+}
+
+type Results = Vec<Result<PushResult, WorkerError>>;
+
+impl Worker {
+    /// Moves queued pushes into `batch` (up to [`MAX_BATCH`]), only those of `only`'s branch
+    /// and transport when given; other requests wait in `pending`, in order.
+    fn drain_pushes(&mut self, batch: &mut Vec<QueuedPush>, only: Option<(&str, TransportKey)>) {
+        let mut keep = VecDeque::new();
+        let take = |request: Request, batch: &mut Vec<QueuedPush>, keep: &mut VecDeque<Request>| {
+            match request {
+                Request::Push { job, reply }
+                    if batch.len() < MAX_BATCH
+                        && only.is_none_or(|(branch, key)| {
+                            job.branch == branch && transport_key(&job.transport) == key
+                        }) =>
+                {
+                    batch.push(QueuedPush { job, reply })
+                }
+                other => keep.push_back(other),
+            }
+        };
+        while let Some(request) = self.pending.pop_front() {
+            take(request, batch, &mut keep);
+        }
+        while batch.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(request) => take(request, batch, &mut keep),
+                Err(_) => break,
+            }
+        }
+        self.pending = keep;
+    }
+
+    /// Serves `first` and every push queued behind it, one group per (branch, transport).
+    pub(super) async fn push_batch(&mut self, first: QueuedPush) {
+        let started = Instant::now();
+        bump(&self.stats.batches, 1);
+        let mut batch = vec![first];
+        self.drain_pushes(&mut batch, None);
+        // One group per (branch, transport), in order of first appearance.
+        let mut groups: Vec<(String, TransportKey, Vec<QueuedPush>)> = Vec::new();
+        for queued in batch {
+            let key = transport_key(&queued.job.transport);
+            match groups
+                .iter_mut()
+                .find(|(branch, k, _)| *branch == queued.job.branch && *k == key)
+            {
+                Some((_, _, jobs)) => jobs.push(queued),
+                None => groups.push((queued.job.branch.clone(), key, vec![queued])),
+            }
+        }
+        for (branch, key, jobs) in groups {
+            self.push_group(&branch, key, jobs, started).await;
+        }
+    }
+
+    /// Fetches (unless this batch already did), takes in the pushes that arrived meanwhile,
+    /// then applies and pushes the group and answers every job of it.
+    async fn push_group(
+        &mut self,
+        branch: &str,
+        key: TransportKey,
+        mut queued: Vec<QueuedPush>,
+        batch_started: Instant,
+    ) {
+        let Some(transport) = queued.first().map(|q| q.job.transport.clone()) else {
+            return;
+        };
+        let session = match self.cli.session(&transport) {
+            Ok(s) => s,
+            Err(f) => return fail_all(replies_of(queued), &WorkerError::Git(f)),
+        };
+        if gix::refs::FullName::try_from(format!("refs/heads/{branch}")).is_err() {
+            let e = WorkerError::RevisionNotFound {
+                revision: branch.to_owned(),
+            };
+            return fail_all(replies_of(queued), &e);
+        }
+        let fresh = self
+            .fetches
+            .get(&key)
+            .is_some_and(|r| r.at >= batch_started);
+        if !fresh {
+            if let Err(e) = self.fetch(&session, key).await {
+                return fail_all(replies_of(queued), &e);
+            }
+        }
+        // Pushes that arrived during the fetch join this batch.
+        self.drain_pushes(&mut queued, Some((branch, key)));
+        let (jobs, replies): (Vec<_>, Vec<_>) =
+            queued.into_iter().map(|q| (q.job, q.reply)).unzip();
+        let group = Group {
+            branch,
+            key,
+            session: &session,
+            jobs: Arc::new(jobs),
+        };
+        match self.push_attempts(&group).await {
+            Ok(results) => deliver(replies, results),
+            Err(e) => fail_all(replies, &e),
+        }
+    }
+
+    /// Applies the group on the fetched head and pushes it, re-fetching and re-applying after
+    /// each rejection (up to [`MAX_PUSH_ATTEMPTS`]) and rebuilding a failing mirror once.
+    async fn push_attempts(&mut self, g: &Group<'_>) -> Result<Results, WorkerError> {
+        let mut rebuilt = false;
+        let mut attempt = 1;
+        loop {
+            let base = self.fetched_head(g.key, g.branch);
+            let jobs = g.jobs.clone();
+            let mirror = self.mirror.clone();
+            let applied = match blocking(move || apply_batch(&mirror, base, &jobs)).await {
+                Ok(a) => a,
+                Err(e @ WorkerError::Internal(_)) if !rebuilt => {
+                    tracing::warn!(repository = %self.url, error = %e, "mirror failed while applying a batch; rebuilding it");
+                    rebuilt = true;
+                    self.rebuild_mirror().await?;
+                    attempt += 1;
+                    self.fetch(g.session, g.key).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            bump(&self.stats.commits, applied.commits);
+            let Some(tip) = applied.tip.filter(|tip| Some(*tip) != base) else {
+                return Ok(applied.results);
+            };
+            match self.push_tip(g, tip).await {
+                Ok(()) => {
+                    bump(&self.stats.pushes, 1);
+                    self.after_push(g.key, g.branch, tip, g.session).await;
+                    tracing::info!(repository = %self.url, branch = g.branch, commit = %tip, commits = applied.commits, jobs = g.jobs.len(), "pushed");
+                    return Ok(applied.results);
+                }
+                Err(f) if f.kind == GitFailureKind::NonFastForward => {
+                    self.rejected(g.branch, attempt).await?;
+                }
+                Err(f) => return Err(WorkerError::Git(f)),
+            }
+            attempt += 1;
+            self.fetch(g.session, g.key).await?;
+        }
+    }
+
+    /// `git push` of `tip` to the group's branch, from the mirror.
+    async fn push_tip(&self, g: &Group<'_>, tip: ObjectId) -> Result<(), GitFailure> {
+        let refspec = format!("{tip}:refs/heads/{}", g.branch);
+        let mirror_dir = self.mirror.dir().to_path_buf();
+        // Not --porcelain: its ref status goes to stdout, and the rejection must be seen
+        // on stderr to be classified as non-fast-forward.
+        g.session
+            .run(
+                [
+                    "push",
+                    "--no-verify",
+                    self.url.as_git_url(),
+                    refspec.as_str(),
+                ],
+                Some(&mirror_dir),
+                None,
+                &[],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Counts a non-fast-forward rejection of `attempt`; waits before the next attempt, or
+    /// gives up after the last one.
+    async fn rejected(&self, branch: &str, attempt: u32) -> Result<(), WorkerError> {
+        bump(&self.stats.push_rejections, 1);
+        if attempt >= MAX_PUSH_ATTEMPTS {
+            tracing::warn!(repository = %self.url, branch, attempts = attempt, "push rejected every time; giving up for now");
+            return Err(WorkerError::PushRejected { attempts: attempt });
+        }
+        tracing::info!(repository = %self.url, branch, attempt, "push rejected as non-fast-forward; fetching and re-applying");
+        tokio::time::sleep(retry_backoff(attempt)).await;
+        Ok(())
+    }
+
+    /// Records the pushed head (mirror ref, caches) and lets git pack loose objects when due.
+    async fn after_push(
+        &mut self,
+        key: TransportKey,
+        branch: &str,
+        tip: ObjectId,
+        session: &GitSession,
+    ) {
+        let refname = format!("refs/heads/{branch}");
+        if let Some(record) = self.fetches.get_mut(&key) {
+            record.refs.insert(refname, tip);
+        }
+        self.heads.record(key, branch, Some(tip.to_string()));
+        let mirror = self.mirror.clone();
+        let branch = branch.to_owned();
+        let set = blocking(move || {
+            let (repo, _) = mirror.open().map_err(internal)?;
+            mirror::set_branch(&repo, &branch, tip).map_err(internal)
+        })
+        .await;
+        if let Err(e) = set {
+            tracing::warn!(repository = %self.url, error = %e, "could not record the pushed head in the mirror");
+        }
+        let dir = self.mirror.dir().to_path_buf();
+        if let Err(e) = session
+            .run(
+                ["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+                Some(&dir),
+                None,
+                &[],
+            )
+            .await
+        {
+            tracing::debug!(repository = %self.url, error = %e, "git gc --auto failed in the mirror");
+        }
+    }
+}
+
+/// Wait before push attempt `attempt + 1`: 100 ms doubling up to 1.6 s, plus jitter.
+fn retry_backoff(attempt: u32) -> Duration {
+    let jitter = rand::random::<u64>() % 100;
+    Duration::from_millis(100u64 * (1 << (attempt - 1).min(4)) + jitter)
+}
+
+fn replies_of(queued: Vec<QueuedPush>) -> Vec<Reply<PushResult>> {
+    queued.into_iter().map(|q| q.reply).collect()
+}
+
+fn fail_all(replies: Vec<Reply<PushResult>>, e: &WorkerError) {
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
+fn deliver(replies: Vec<Reply<PushResult>>, results: Results) {
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}

@@ -1,0 +1,127 @@
+//! Read requests: an app's files at a revision, a branch's remote head, and the newest commit
+//! touching an app (update checks). Each is answered from the last fetch or `ls-remote` when
+//! that is younger than the caller's `max_age`, so many AppSyncs share one remote call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::error::internal;
+use super::{
+    blocking, bump, commit_info, transport_key, CommitInfo, Snapshot, TransportKey, Worker,
+    WorkerError,
+};
+use crate::git::check::ls_remote_branch;
+use crate::git::cli::Transport;
+use crate::git::mirror;
+
+impl Worker {
+    pub(super) async fn snapshot(
+        &mut self,
+        transport: &Transport,
+        revision: &str,
+        folders: Vec<String>,
+        max_age: Duration,
+    ) -> Result<Snapshot, WorkerError> {
+        let (key, session) = self.fetch_if_older(transport, max_age).await?;
+        let Some(commit) = self.resolve(transport, key, session, revision).await? else {
+            return self.unresolved(key, revision).map(|()| Snapshot::default());
+        };
+        let mirror = self.mirror.clone();
+        blocking(move || {
+            let (repo, _) = mirror.open().map_err(internal)?;
+            let tree = mirror::tree_of(&repo, commit).map_err(internal)?;
+            let meta_json =
+                mirror::read_file(&repo, tree, crate::layout::META_PATH).map_err(internal)?;
+            let mut files = BTreeMap::new();
+            for folder in &folders {
+                mirror::read_folder(&repo, tree, folder, &mut files).map_err(internal)?;
+            }
+            let facts = mirror::commit_facts(&repo, commit).map_err(internal)?;
+            Ok(Snapshot {
+                commit: Some(commit_info(commit, facts)),
+                meta_json,
+                files,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn remote_head(
+        &mut self,
+        transport: &Transport,
+        branch: &str,
+        max_age: Duration,
+    ) -> Result<Option<String>, WorkerError> {
+        let key = transport_key(transport);
+        if let Some(head) = self.heads.fresh(key, branch, max_age) {
+            return Ok(head);
+        }
+        // A fetch is a ref check too.
+        if let Some(record) = self.fetches.get(&key) {
+            if record.at.elapsed() <= max_age {
+                let refname = format!("refs/heads/{branch}");
+                return Ok(record.refs.get(&refname).map(|id| id.to_string()));
+            }
+        }
+        let session = self.cli.session(transport).map_err(WorkerError::Git)?;
+        bump(&self.stats.ls_remotes, 1);
+        let head = ls_remote_branch(&session, &self.url, branch)
+            .await
+            .map_err(WorkerError::Git)?;
+        self.heads.record(key, branch, head.clone());
+        Ok(head)
+    }
+
+    pub(super) async fn last_commit(
+        &mut self,
+        transport: &Transport,
+        revision: &str,
+        since: Option<&str>,
+        folder: &str,
+        app_id: &str,
+        max_age: Duration,
+    ) -> Result<Option<CommitInfo>, WorkerError> {
+        let (key, session) = self.fetch_if_older(transport, max_age).await?;
+        let Some(tip) = self.resolve(transport, key, session, revision).await? else {
+            return self.unresolved(key, revision).map(|()| None);
+        };
+        let hidden = match since {
+            None => None,
+            Some(since) => Some(self.resolve_local(key, since).await?.ok_or_else(|| {
+                WorkerError::RevisionNotFound {
+                    revision: since.to_owned(),
+                }
+            })?),
+        };
+        let mirror = self.mirror.clone();
+        let folder = folder.to_owned();
+        let app_id = app_id.to_owned();
+        blocking(move || {
+            let (repo, _) = mirror.open().map_err(internal)?;
+            let Some(found) = mirror::last_commit_touching(&repo, tip, hidden, &folder, &app_id)
+                .map_err(internal)?
+            else {
+                return Ok(None);
+            };
+            let facts = mirror::commit_facts(&repo, found).map_err(internal)?;
+            Ok(Some(commit_info(found, facts)))
+        })
+        .await
+    }
+
+    /// A revision that did not resolve: fine (`Ok`, nothing to read) when it names a branch of
+    /// a repository without any branch yet, else [`WorkerError::RevisionNotFound`].
+    fn unresolved(&self, key: TransportKey, revision: &str) -> Result<(), WorkerError> {
+        if !self.has_branches(key) && is_branch_like(revision) {
+            return Ok(());
+        }
+        Err(WorkerError::RevisionNotFound {
+            revision: revision.to_owned(),
+        })
+    }
+}
+
+/// Whether `revision` could name a branch (not a full sha), for the empty-repository case.
+fn is_branch_like(revision: &str) -> bool {
+    !(revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()))
+}
