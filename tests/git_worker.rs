@@ -1,7 +1,7 @@
 //! The repository worker against a real sshd + git-shell on loopback: ToolJet's layout on
 //! push (creation, update, rename, version change, no change), batching, non-fast-forward
-//! retries without force, mirror rebuilds, snapshots, shared remote-head checks and update
-//! detection. Every test starts its own server and data directory.
+//! retries without force, mirror rebuilds, snapshots, shared remote-head checks, connection
+//! checks and update detection. Every test starts its own server and data directory.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use tooljet_gitsync_operator::api::KeyType;
+use tooljet_gitsync_operator::git::check::Stage;
 use tooljet_gitsync_operator::git::worker::{
     PushJob, PushResult, WorkerError, WorkerHandle, Workers,
 };
@@ -628,6 +629,49 @@ async fn remote_head_is_checked_once_per_interval() -> Result<()> {
         .remote_head(env.transport.clone(), "no-such-branch", LONG)
         .await?;
     ensure!(missing.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_runs_in_the_worker_and_feeds_the_head_cache() -> Result<()> {
+    let env = setup()?;
+    let sha = env
+        .server
+        .commit_files(REPO, "main", &[("README.md", b"hi")], "init")?;
+    let outcome = env.worker.check(env.transport.clone(), "main").await?;
+    let access = outcome
+        .result
+        .map_err(|(stage, f)| anyhow::anyhow!("{stage:?}: {f:?}"))?;
+    ensure!(access.head.as_deref() == Some(sha.as_str()), "{access:?}");
+    ensure!(
+        outcome.learned_known_hosts.is_none(),
+        "the host key was pinned"
+    );
+    let after_check = env.worker.stats().ls_remotes;
+    ensure!(after_check == 1, "{:?}", env.worker.stats());
+    // The head the check read answers a remote-head request without another ls-remote.
+    let head = env
+        .worker
+        .remote_head(env.transport.clone(), "main", LONG)
+        .await?;
+    ensure!(head.as_deref() == Some(sha.as_str()));
+    ensure!(
+        env.worker.stats().ls_remotes == after_check,
+        "{:?}",
+        env.worker.stats()
+    );
+
+    // A key the server does not know fails the read stage, classified.
+    let stranger = keys::generate(KeyType::Ed25519, "stranger")?;
+    let refused = Transport {
+        private_key: Some(stranger.private_openssh),
+        host_keys: env.transport.host_keys.clone(),
+    };
+    let outcome = env.worker.check(refused, "main").await?;
+    match outcome.result {
+        Err((Stage::Read, f)) => ensure!(f.kind == GitFailureKind::AuthenticationFailed, "{f:?}"),
+        other => anyhow::bail!("expected a read failure, got {other:?}"),
+    }
     Ok(())
 }
 

@@ -25,8 +25,8 @@ pub(super) struct FetchRecord {
     pub(super) refs: RemoteRefs,
 }
 
-/// Remote branch heads learned without a fetch (ls-remote, push), per transport and branch;
-/// `None` records a branch that does not exist.
+/// Remote branch heads learned without a fetch (ls-remote, connection check, push), per
+/// transport and branch; `None` records a branch that does not exist.
 #[derive(Default)]
 pub(super) struct HeadCache {
     heads: HashMap<(TransportKey, String), (Instant, Option<String>)>,

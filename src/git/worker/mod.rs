@@ -2,7 +2,8 @@
 //! bare mirror and serializes all git work on it. Pushes queued by many AppSyncs are batched
 //! into one fetch, one commit per changed app and one push; a push rejected because the remote
 //! moved is re-planned on the new head and retried, never forced. Reads (snapshots, remote
-//! heads, update checks) share one fetch or one `ls-remote` per `max_age`.
+//! heads, update checks) share one fetch or one `ls-remote` per `max_age`; connection checks
+//! run in turn with everything else (design §3.4).
 //!
 //! gix does the fetch and all object work in the mirror; the `git` CLI does what gix cannot
 //! (push) or where its stderr must be classified for the user (ls-remote), see
@@ -11,9 +12,10 @@
 //! This module holds the registry of workers, the caller's handle, the public types, and the
 //! worker task's request loop. The work itself is in the submodules, one concern each:
 //! `fetch` (mirror, fetches, revision lookup, remote-head cache), `read` (snapshots, remote
-//! heads, update checks), `push` (batching, pushing, retries) and `apply` (planning and
-//! committing a batch in the mirror).
+//! heads, update checks), `access` (connection checks), `push` (batching, pushing, retries)
+//! and `apply` (planning and committing a batch in the mirror).
 
+mod access;
 mod apply;
 mod error;
 mod fetch;
@@ -30,6 +32,7 @@ use gix::ObjectId;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::check::CheckOutcome;
 use super::cli::{GitCli, HostKeyPolicy, Transport};
 use super::mirror::{self, Mirror};
 use super::url::RepoUrl;
@@ -184,7 +187,8 @@ pub struct Snapshot {
 pub struct WorkerStats {
     /// Fetches from the remote.
     pub fetches: u64,
-    /// `ls-remote` calls (remote head checks not answered from a cache or fetch).
+    /// `ls-remote` calls (remote head checks not answered from a cache or fetch, and
+    /// connection checks).
     pub ls_remotes: u64,
     /// Successful pushes.
     pub pushes: u64,
@@ -238,6 +242,11 @@ enum Request {
         app_id: String,
         max_age: Duration,
         reply: Reply<Option<CommitInfo>>,
+    },
+    Check {
+        transport: Transport,
+        branch: String,
+        reply: Reply<CheckOutcome>,
     },
 }
 
@@ -314,6 +323,25 @@ impl WorkerHandle {
             folder: folder.to_owned(),
             app_id: app_id.to_owned(),
             max_age,
+            reply,
+        })
+        .await
+    }
+
+    /// The connection check ("Finalize setup", [`crate::git::check_access`]) of `branch`,
+    /// run by the worker in turn with its other requests, so that all git traffic of one
+    /// repository is serialised (design §3.4). A successful check's head is remembered like an
+    /// ls-remote's, so a [`WorkerHandle::remote_head`] within its `max_age` needs no call.
+    ///
+    /// Access failures are in the outcome's `result`; `Err` only when the worker stopped.
+    pub async fn check(
+        &self,
+        transport: Transport,
+        branch: &str,
+    ) -> Result<CheckOutcome, WorkerError> {
+        self.call(|reply| Request::Check {
+            transport,
+            branch: branch.to_owned(),
             reply,
         })
         .await
@@ -445,6 +473,14 @@ impl Worker {
                     )
                     .await;
                 let _ = reply.send(r);
+            }
+            Request::Check {
+                transport,
+                branch,
+                reply,
+            } => {
+                let outcome = self.check(&transport, &branch).await;
+                let _ = reply.send(Ok(outcome));
             }
         }
     }
