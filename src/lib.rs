@@ -8,5 +8,6 @@ pub mod controller;
 pub mod git;
 pub mod keys;
 pub mod layout;
+pub mod leader;
 pub mod metrics;
 pub mod tooljet;

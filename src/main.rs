@@ -10,7 +10,8 @@ use axum::{extract::State, http::StatusCode, routing::get, Router};
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
-use tooljet_gitsync_operator::controller::{self, leader, Context, Options};
+use tooljet_gitsync_operator::controller::{self, Context, Options};
+use tooljet_gitsync_operator::leader;
 
 #[derive(Parser)]
 #[command(
@@ -248,42 +249,20 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         duration: Duration::from_secs(15),
         renew_every: Duration::from_secs(3),
     });
-    let mut lost = false;
-    if let Some(cfg) = &lease {
-        let mut wait_stop = stop_rx.clone();
-        tokio::select! {
-            _ = leader::acquire(&client, cfg) => {},
-            _ = wait_stop.wait_for(|s| *s) => {
+    let lost = match &lease {
+        Some(cfg) => match lead(&client, cfg, ctx, &stop_tx, &stop_rx, &health).await {
+            Some(lost) => lost,
+            None => {
                 let _ = server.await;
                 return Ok(());
             }
+        },
+        None => {
+            health.ready.store(true, Ordering::Relaxed);
+            run_controllers(ctx, &stop_rx).await;
+            false
         }
-        let (c, cfg2, tx) = (client.clone(), cfg.clone(), stop_tx.clone());
-        let lost_flag = Arc::new(AtomicBool::new(false));
-        let lf = lost_flag.clone();
-        tokio::spawn(async move {
-            leader::hold(&c, &cfg2).await;
-            lf.store(true, Ordering::Relaxed);
-            let _ = tx.send(true);
-        });
-        health.ready.store(true, Ordering::Relaxed);
-        let mut ctl_stop = stop_rx.clone();
-        controller::run(ctx, async move {
-            let _ = ctl_stop.wait_for(|s| *s).await;
-        })
-        .await;
-        lost = lost_flag.load(Ordering::Relaxed);
-        if !lost {
-            leader::release(&client, cfg).await;
-        }
-    } else {
-        health.ready.store(true, Ordering::Relaxed);
-        let mut ctl_stop = stop_rx.clone();
-        controller::run(ctx, async move {
-            let _ = ctl_stop.wait_for(|s| *s).await;
-        })
-        .await;
-    }
+    };
     let _ = stop_tx.send(true);
     let _ = server.await;
     if lost {
@@ -291,6 +270,47 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs the controllers until a stop is signalled.
+async fn run_controllers(ctx: Arc<Context>, stop: &tokio::sync::watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    controller::run(ctx, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
+}
+
+/// Waits for the Lease, then runs the controllers while holding it. `None`: stopped before
+/// becoming leader; otherwise whether leadership was lost (rather than given up on stop).
+async fn lead(
+    client: &kube::Client,
+    cfg: &leader::LeaseConfig,
+    ctx: Arc<Context>,
+    stop_tx: &tokio::sync::watch::Sender<bool>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+    health: &Health,
+) -> Option<bool> {
+    let mut wait_stop = stop_rx.clone();
+    tokio::select! {
+        _ = leader::acquire(client, cfg) => {},
+        _ = wait_stop.wait_for(|s| *s) => return None,
+    }
+    let (c, cfg2, tx) = (client.clone(), cfg.clone(), stop_tx.clone());
+    let lost_flag = Arc::new(AtomicBool::new(false));
+    let lf = lost_flag.clone();
+    tokio::spawn(async move {
+        leader::hold(&c, &cfg2).await;
+        lf.store(true, Ordering::Relaxed);
+        let _ = tx.send(true);
+    });
+    health.ready.store(true, Ordering::Relaxed);
+    run_controllers(ctx, stop_rx).await;
+    let lost = lost_flag.load(Ordering::Relaxed);
+    if !lost {
+        leader::release(client, cfg).await;
+    }
+    Some(lost)
 }
 
 fn hostname() -> String {

@@ -1004,7 +1004,7 @@ async fn replace_failing_to_promote_the_new_app_rolls_back() {
         emu.inject(Fault::status(rename_method(mode), &rename, 409).after(1));
         let e = c.replace_app(&ws, &old.id, &export).await.unwrap_err();
         assert!(
-            matches!(e.reason(), "NameConflict" | "ToolJetRejected"),
+            matches!(e.reason().as_str(), "NameConflict" | "ToolJetRejected"),
             "{mode:?}: {e}"
         );
         assert_intact(&emu, &old);

@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Reason;
+
 /// One status condition, shaped like `metav1.Condition`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -40,15 +42,20 @@ pub mod types {
 
 impl Condition {
     /// A condition with the given truth value.
-    pub fn new(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(type_: &str, status: bool, reason: Reason, message: impl Into<String>) -> Self {
         Condition {
             type_: type_.to_string(),
             status: if status { "True" } else { "False" }.to_string(),
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             message: message.into(),
             last_transition_time: None,
             observed_generation: None,
         }
+    }
+
+    /// The reason, when it is one this operator writes.
+    pub fn reason(&self) -> Option<Reason> {
+        Reason::parse(&self.reason)
     }
 
     /// Whether the condition's status is `True`.
@@ -90,13 +97,18 @@ mod tests {
     fn transition_time_kept_while_status_unchanged() {
         let prev = merge(
             &[],
-            vec![Condition::new("Ready", false, "A", "")],
+            vec![Condition::new("Ready", false, Reason::Ready, "")],
             Some(1),
             "t1",
         );
         let same = merge(
             &prev,
-            vec![Condition::new("Ready", false, "B", "other reason")],
+            vec![Condition::new(
+                "Ready",
+                false,
+                Reason::Connected,
+                "other reason",
+            )],
             Some(2),
             "t2",
         );
@@ -104,7 +116,7 @@ mod tests {
         assert_eq!(same[0].observed_generation, Some(2));
         let flipped = merge(
             &same,
-            vec![Condition::new("Ready", true, "C", "")],
+            vec![Condition::new("Ready", true, Reason::UpToDate, "")],
             Some(2),
             "t3",
         );
@@ -116,15 +128,15 @@ mod tests {
         let prev = merge(
             &[],
             vec![
-                Condition::new("Ready", false, "A", ""),
-                Condition::new("Stalled", true, "A", ""),
+                Condition::new("Ready", false, Reason::Ready, ""),
+                Condition::new("Stalled", true, Reason::Ready, ""),
             ],
             None,
             "t1",
         );
         let next = merge(
             &prev,
-            vec![Condition::new("Ready", true, "Ok", "")],
+            vec![Condition::new("Ready", true, Reason::Ready, "")],
             None,
             "t2",
         );

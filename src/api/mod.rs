@@ -6,10 +6,12 @@
 mod appsync;
 mod conditions;
 mod gitsyncconfig;
+mod reason;
 
 pub use appsync::*;
 pub use conditions::*;
 pub use gitsyncconfig::*;
+pub use reason::Reason;
 
 /// API group of both kinds.
 pub const GROUP: &str = "gitsync.tooljet.io";

@@ -41,10 +41,10 @@ pub enum UrlError {
 
 impl UrlError {
     /// Condition reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::api::Reason {
         match self {
-            UrlError::Invalid { .. } => "InvalidURL",
-            UrlError::Unsupported { .. } => "UnsupportedURL",
+            UrlError::Invalid { .. } => crate::api::Reason::InvalidURL,
+            UrlError::Unsupported { .. } => crate::api::Reason::UnsupportedURL,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! message or an Event. No message ever carries a credential: bodies quoted from ToolJet pass
 //! through [`redact`] with the client's secrets first.
 
+use crate::api::Reason;
 use std::time::Duration;
 
 /// Which kind of object was missing, so the condition reason can be specific.
@@ -107,29 +108,29 @@ pub enum Error {
 
 impl Error {
     /// CamelCase reason for Kubernetes conditions and Events.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Unauthorized { .. } => "ToolJetUnauthorized",
-            Error::FeatureUnavailable { .. } => "ToolJetFeatureUnavailable",
+            Error::Unauthorized { .. } => Reason::ToolJetUnauthorized,
+            Error::FeatureUnavailable { .. } => Reason::ToolJetFeatureUnavailable,
             Error::NotFound { resource, .. } => match resource {
-                Resource::Workspace => "WorkspaceNotFound",
-                Resource::App => "AppNotFound",
-                Resource::Version => "AppVersionNotFound",
-                Resource::Other => "ToolJetNotFound",
+                Resource::Workspace => Reason::WorkspaceNotFound,
+                Resource::App => Reason::AppNotFound,
+                Resource::Version => Reason::AppVersionNotFound,
+                Resource::Other => Reason::ToolJetNotFound,
             },
-            Error::NameConflict { .. } => "NameConflict",
-            Error::VersionTooNew { .. } => "ToolJetVersionTooNew",
-            Error::PayloadTooLarge { .. } => "PayloadTooLarge",
-            Error::Server { .. } => "ToolJetServerError",
-            Error::Rejected { .. } => "ToolJetRejected",
-            Error::Timeout { .. } => "ToolJetTimeout",
-            Error::Transport { .. } => "ToolJetUnreachable",
-            Error::InvalidResponse { .. } => "ToolJetInvalidResponse",
-            Error::InvalidExport { .. } => "InvalidExport",
-            Error::InvalidName { .. } => "InvalidAppName",
-            Error::InvalidCredentials { .. } => "InvalidCredentials",
-            Error::InvalidUrl { .. } => "InvalidToolJetURL",
-            Error::RollbackFailed { .. } => "ToolJetRollbackFailed",
+            Error::NameConflict { .. } => Reason::NameConflict,
+            Error::VersionTooNew { .. } => Reason::ToolJetVersionTooNew,
+            Error::PayloadTooLarge { .. } => Reason::PayloadTooLarge,
+            Error::Server { .. } => Reason::ToolJetServerError,
+            Error::Rejected { .. } => Reason::ToolJetRejected,
+            Error::Timeout { .. } => Reason::ToolJetTimeout,
+            Error::Transport { .. } => Reason::ToolJetUnreachable,
+            Error::InvalidResponse { .. } => Reason::ToolJetInvalidResponse,
+            Error::InvalidExport { .. } => Reason::InvalidExport,
+            Error::InvalidName { .. } => Reason::InvalidAppName,
+            Error::InvalidCredentials { .. } => Reason::InvalidCredentials,
+            Error::InvalidUrl { .. } => Reason::InvalidToolJetURL,
+            Error::RollbackFailed { .. } => Reason::ToolJetRollbackFailed,
         }
     }
 

@@ -159,7 +159,7 @@ impl Client {
         match self.app_by_id(ws, &new.id).await {
             Ok(app) => Ok(app),
             Err(e) => {
-                tracing::debug!(reason = e.reason(), "re-reading the replaced app failed");
+                tracing::debug!(reason = %e.reason(), "re-reading the replaced app failed");
                 Ok(AppSummary {
                     id: new.id,
                     name: old.name,
@@ -209,7 +209,7 @@ impl Client {
         new_id: &str,
         cause: Error,
     ) -> Error {
-        tracing::warn!(reason = cause.reason(), app = %old.name, "replacing the app failed, rolling back");
+        tracing::warn!(reason = %cause.reason(), app = %old.name, "replacing the app failed, rolling back");
         let original_slug = old.slug.clone().unwrap_or_else(|| old.id.clone());
         let mut failures = Vec::new();
         let mut leftovers = Vec::new();

@@ -33,21 +33,21 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// Condition reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::api::Reason {
         match self {
             WorkerError::Git(f) => match f.kind {
-                GitFailureKind::AuthenticationFailed => "AuthenticationFailed",
-                GitFailureKind::ReadOnlyAccess => "ReadOnlyAccess",
-                GitFailureKind::HostKeyMismatch => "HostKeyMismatch",
-                GitFailureKind::Unreachable => "RepositoryUnreachable",
-                GitFailureKind::RepositoryNotFound => "RepositoryNotFound",
-                GitFailureKind::NonFastForward => "PushRejected",
-                GitFailureKind::Other => "GitError",
+                GitFailureKind::AuthenticationFailed => crate::api::Reason::AuthenticationFailed,
+                GitFailureKind::ReadOnlyAccess => crate::api::Reason::ReadOnlyAccess,
+                GitFailureKind::HostKeyMismatch => crate::api::Reason::HostKeyMismatch,
+                GitFailureKind::Unreachable => crate::api::Reason::RepositoryUnreachable,
+                GitFailureKind::RepositoryNotFound => crate::api::Reason::RepositoryNotFound,
+                GitFailureKind::NonFastForward => crate::api::Reason::PushRejected,
+                GitFailureKind::Other => crate::api::Reason::GitError,
             },
-            WorkerError::RevisionNotFound { .. } => "RevisionNotFound",
-            WorkerError::PushRejected { .. } => "PushRejected",
-            WorkerError::Layout(_) => "InvalidRepositoryContent",
-            WorkerError::Internal(_) => "InternalError",
+            WorkerError::RevisionNotFound { .. } => crate::api::Reason::RevisionNotFound,
+            WorkerError::PushRejected { .. } => crate::api::Reason::PushRejected,
+            WorkerError::Layout(_) => crate::api::Reason::InvalidRepositoryContent,
+            WorkerError::Internal(_) => crate::api::Reason::InternalError,
         }
     }
 

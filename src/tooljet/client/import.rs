@@ -142,7 +142,7 @@ impl Client {
             // Some ToolJet versions rename on conflict instead of failing; undo that.
             tracing::warn!(%name, "ToolJet imported under another name; removing it");
             if let Err(e) = self.delete_app(ws, &id).await {
-                tracing::warn!(reason = e.reason(), "could not remove the renamed import");
+                tracing::warn!(reason = %e.reason(), "could not remove the renamed import");
             }
             return Err(Error::NameConflict {
                 name: app_name.to_string(),

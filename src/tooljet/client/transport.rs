@@ -108,7 +108,7 @@ impl Client {
             match self.send_once(call).await {
                 Err(e) if e.is_transient() && attempt < attempts => {
                     let wait = self.backoff(attempt);
-                    tracing::debug!(reason = e.reason(), attempt, ?wait, "retrying ToolJet call");
+                    tracing::debug!(reason = %e.reason(), attempt, ?wait, "retrying ToolJet call");
                     tokio::time::sleep(wait).await;
                 }
                 Err(Error::Unauthorized { status: 401, .. })

@@ -32,7 +32,7 @@ impl Client {
                 _ => tracing::debug!("GET /api/metadata has no usable installed_version"),
             },
             Err(e) if e.is_transient() => return Err(e),
-            Err(e) => tracing::debug!(reason = e.reason(), "GET /api/metadata failed"),
+            Err(e) => tracing::debug!(reason = %e.reason(), "GET /api/metadata failed"),
         }
         for ws in self.list_workspaces().await? {
             if let Some(app) = self.list_app_rows(&ws).await?.into_iter().next() {

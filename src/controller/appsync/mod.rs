@@ -1,0 +1,109 @@
+//! AppSync reconciler: validate → dereference the GitSyncConfig → observe → plan → apply →
+//! report. Push exports the app from ToolJet into git; Pull imports it from git. Nothing in
+//! git or ToolJet is ever deleted.
+
+mod plan;
+mod pull;
+mod push;
+mod status;
+mod validate;
+
+pub use plan::{PullDecision, PushDecision};
+pub use status::{Ended, Outcome};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::{Api, ResourceExt};
+
+use super::gitsyncconfig::DEFAULT_INTERVAL;
+use super::report;
+use super::{config_ref, key_of, Context, Error, Failure};
+use crate::api::{self, AppSync, AppSyncStatus, Direction};
+
+/// Entry point for the controller.
+pub async fn reconcile(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<AppSync> =
+        Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
+    finalizer(&api, api::FINALIZER, aps, |event| async {
+        match event {
+            Finalizer::Apply(a) => apply(a, ctx.clone()).await,
+            Finalizer::Cleanup(a) => cleanup(a).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+/// Requeue after infrastructure errors.
+pub fn error_policy(aps: Arc<AppSync>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(appsync = %key_of(aps.as_ref()), error = %err, "reconcile error");
+    Action::requeue(ctx.options.retry_min)
+}
+
+async fn cleanup(aps: Arc<AppSync>) -> Result<Action, Error> {
+    let path = aps
+        .status
+        .as_ref()
+        .and_then(|s| s.git.as_ref())
+        .and_then(|g| g.path.clone())
+        .unwrap_or_else(|| "the app's folder".into());
+    tracing::info!(appsync = %key_of(aps.as_ref()), %path, "AppSync deleted; git and ToolJet left untouched");
+    Ok(Action::await_change())
+}
+
+async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The cached object may predate our last status write; the status carries state (the app
+    // id in ToolJet, the last pulled commit), so read the current one.
+    let api: Api<AppSync> =
+        Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
+    let Some(aps) = api.get_opt(&aps.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let prev = aps.status.clone().unwrap_or_default();
+    let (interval, ended) = match aps.spec.suspend {
+        true => (Duration::ZERO, Ended::Suspended),
+        false => run(&aps, &ctx, &prev).await?,
+    };
+    let status = status::next_status(&aps, &prev, &ended, &report::now_rfc3339());
+    let notes = status::notes(&prev, &status, &ended);
+    report::write(&ctx, &aps, &status, &notes).await?;
+    let problem = match &ended {
+        Ended::Suspended => return Ok(Action::await_change()),
+        Ended::Done(_) => None,
+        Ended::Failed(p) => Some(p),
+    };
+    Ok(Action::requeue(report::next_check(
+        problem,
+        report::failing_for(&status.conditions),
+        interval,
+        ctx.options.retry_min,
+        ctx.options.retry_max,
+    )))
+}
+
+/// One pass, and the interval of the config it used.
+async fn run(
+    aps: &AppSync,
+    ctx: &Context,
+    prev: &AppSyncStatus,
+) -> Result<(Duration, Ended), Error> {
+    if let Err(p) = validate::validate(aps) {
+        return Ok((DEFAULT_INTERVAL, Ended::Failed(p)));
+    }
+    let (interval, resolved) = config_ref::dereference(aps, ctx).await;
+    let result = match resolved {
+        Ok(cfg) => match aps.spec.direction {
+            Direction::Push => push::push(aps, ctx, &cfg, prev).await,
+            Direction::Pull => pull::pull(aps, ctx, &cfg, prev).await,
+        },
+        Err(f) => Err(f),
+    };
+    match result {
+        Ok(o) => Ok((interval, Ended::Done(Box::new(o)))),
+        Err(Failure::Problem(p)) => Ok((interval, Ended::Failed(p))),
+        Err(Failure::Infra(e)) => Err(e),
+    }
+}

@@ -1,0 +1,344 @@
+//! Step 4 of an AppSync pass: every decision, without IO, from (validated spec, what was
+//! observed, previous status). The push and pull modules gather the observations and carry
+//! the decisions out.
+
+use super::super::{short, Problem};
+use super::status::Outcome;
+use crate::api::{AppStatus, AppSync, AppSyncStatus, CommitInfo, GitStatus, Reason, UpdatePolicy};
+use crate::git::worker::{self, PushResult};
+use crate::layout::{self, ExportedApp, Located, Refusal};
+use crate::tooljet::{AppSummary, ConstantKind, WorkspaceConstant};
+
+// ---------------------------------------------------------------- Push
+
+/// The app a Push AppSync means in a listing: `id:<uuid>` by id; a name by name, else as an
+/// id, else the id it last synced (the app was renamed).
+pub fn pick_app<'a>(
+    apps: &'a [AppSummary],
+    ident: &str,
+    previous_id: Option<&str>,
+) -> Option<&'a AppSummary> {
+    let by_id = |id: &str| apps.iter().find(|a| a.id.eq_ignore_ascii_case(id));
+    match ident.strip_prefix("id:") {
+        Some(id) => by_id(id),
+        None => apps
+            .iter()
+            .find(|a| a.name == ident)
+            .or_else(|| by_id(ident))
+            .or_else(|| previous_id.and_then(by_id)),
+    }
+}
+
+/// The refusal when the app is not in the workspace: nothing in git is deleted.
+pub fn app_not_found(spec_app: &str, workspace: &str, prev: &AppSyncStatus) -> Problem {
+    let kept = prev
+        .git
+        .as_ref()
+        .and_then(|g| g.path.as_deref())
+        .map(|p| format!("; nothing in git was deleted ({p} is kept)"))
+        .unwrap_or_default();
+    Problem::stalled(
+        Reason::AppNotFound,
+        format!("no app {spec_app:?} in ToolJet workspace {workspace}{kept}. If it was deleted, delete this AppSync (git keeps the app); otherwise fix spec.app (a name, or id:<uuid>)"),
+    )
+}
+
+/// Identifies what a push verified in git: app, name, version and normalized content.
+pub fn synced_digest(
+    app_id: &str,
+    name: &str,
+    exported: &ExportedApp,
+    export: &serde_json::Value,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        app_id,
+        name,
+        &exported.version_id,
+        &exported.version_name,
+        &layout::content_digest(export),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What git was verified to hold at the last push, when the export is still the same.
+pub fn still_synced<'a>(prev: &'a AppSyncStatus, digest: &str) -> Option<&'a GitStatus> {
+    prev.git
+        .as_ref()
+        .filter(|g| g.synced_digest.as_deref() == Some(digest))
+}
+
+/// The app's top-level folder in a verified git status.
+pub fn folder_of(g: &GitStatus) -> Option<&str> {
+    g.path
+        .as_deref()
+        .and_then(|p| p.split('/').next())
+        .filter(|f| !f.is_empty())
+}
+
+/// What the remote said about the branch since the last verified push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadView {
+    /// The head could not be read, or nothing was verified before.
+    Unknown,
+    /// The head is the verified one.
+    Same(String),
+    /// The head moved; `untouched` when no commit since touched the app's folder or meta entry.
+    Moved {
+        /// The new head.
+        head: String,
+        /// Whether the app is unaffected by the new commits.
+        untouched: bool,
+    },
+}
+
+/// Push decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PushDecision {
+    /// Git holds the export already: no worker call.
+    UpToDate(Box<Outcome>),
+    /// Hand the export to the repository worker (which still finds "no change" itself).
+    Commit,
+}
+
+/// Facts of the exported app for messages and status.
+pub struct PushFacts<'a> {
+    /// The app in ToolJet.
+    pub app: &'a AppSummary,
+    /// What the export says.
+    pub exported: &'a ExportedApp,
+    /// The branch.
+    pub branch: &'a str,
+    /// [`synced_digest`] of the export.
+    pub digest: &'a str,
+}
+
+impl PushFacts<'_> {
+    fn app_status(&self) -> AppStatus {
+        AppStatus {
+            id: Some(self.app.id.clone()),
+            name: Some(self.app.name.clone()),
+            version_id: Some(self.exported.version_id.clone()),
+            version_name: Some(self.exported.version_name.clone()),
+        }
+    }
+
+    fn git_status(&self, path: &str, head: Option<String>) -> GitStatus {
+        GitStatus {
+            path: Some(path.to_string()),
+            git_app_id: Some(self.app.id.clone()),
+            synced_digest: head.is_some().then(|| self.digest.to_string()),
+            head,
+        }
+    }
+
+    fn up_to_date(&self, path: &str, head: Option<String>) -> Outcome {
+        let at = head
+            .as_deref()
+            .map(|h| format!(" (head {})", short(h)))
+            .unwrap_or_default();
+        Outcome {
+            app: Some(self.app_status()),
+            git: Some(self.git_status(path, head.clone())),
+            ..Outcome::new(
+                Reason::UpToDate,
+                format!(
+                    "git holds {} version {} at {path} on {}{at}",
+                    self.app.name, self.exported.version_name, self.branch
+                ),
+            )
+        }
+    }
+}
+
+/// Decides whether the worker is needed. Pure.
+pub fn plan_push(facts: &PushFacts, known: Option<&GitStatus>, view: &HeadView) -> PushDecision {
+    let Some(known) = known else {
+        return PushDecision::Commit;
+    };
+    let head = match view {
+        HeadView::Same(h)
+        | HeadView::Moved {
+            head: h,
+            untouched: true,
+        } => h,
+        HeadView::Moved {
+            untouched: false, ..
+        }
+        | HeadView::Unknown => return PushDecision::Commit,
+    };
+    let mut outcome = facts.up_to_date(
+        known.path.as_deref().unwrap_or_default(),
+        Some(head.clone()),
+    );
+    // Keep what was verified (its digest), at the new head.
+    outcome.git = Some(GitStatus {
+        head: Some(head.clone()),
+        ..known.clone()
+    });
+    PushDecision::UpToDate(Box::new(outcome))
+}
+
+/// The problem of a push the planner refused.
+pub fn refusal_problem(r: &Refusal) -> Problem {
+    let reason = match r {
+        Refusal::Name(_) => Reason::AppNameRefused,
+        Refusal::FolderClaimed { .. } | Refusal::FolderExists { .. } => Reason::FolderCollision,
+        _ => Reason::PushRefused,
+    };
+    Problem::stalled(reason, format!("nothing was written to git: {r}"))
+}
+
+/// What the worker's answer means for the AppSync. Pure.
+pub fn push_outcome(facts: &PushFacts, result: PushResult) -> Result<Outcome, Problem> {
+    match result {
+        PushResult::NoChange { app_path, head } => Ok(facts.up_to_date(&app_path, head)),
+        PushResult::Committed {
+            commit,
+            app_path,
+            kind,
+        } => Ok(Outcome {
+            app: Some(facts.app_status()),
+            git: Some(facts.git_status(&app_path, Some(commit.sha.clone()))),
+            committed: Some(commit_info(&commit)),
+            ..Outcome::new(
+                Reason::Committed,
+                format!(
+                    "pushed {kind:?} of {} version {} to {app_path} on {} as {}",
+                    facts.app.name,
+                    facts.exported.version_name,
+                    facts.branch,
+                    short(&commit.sha)
+                ),
+            )
+        }),
+        PushResult::Refused(r) => Err(refusal_problem(&r)),
+    }
+}
+
+/// A worker commit as status shows it.
+pub fn commit_info(c: &worker::CommitInfo) -> CommitInfo {
+    CommitInfo {
+        sha: c.sha.clone(),
+        message: c.message.clone(),
+        author: c.author.clone(),
+        date: Some(c.date.clone()),
+    }
+}
+
+// ---------------------------------------------------------------- Pull
+
+/// Whether the user asked for a pull in this pass: a new pull-requested-at value, or a spec
+/// change (e.g. a new revision); and the annotation's value. Pure.
+pub fn pull_requested(aps: &AppSync, prev: &AppSyncStatus) -> (bool, Option<String>) {
+    let annotation = aps
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::api::PULL_REQUESTED_ANNOTATION))
+        .cloned();
+    let new_annotation = annotation.is_some() && annotation != prev.last_handled_pull_requested_at;
+    let spec_changed = aps.metadata.generation != prev.last_pulled_generation;
+    (new_annotation || spec_changed, annotation)
+}
+
+/// The promotion guard: the version in git must be the expected one. Pure.
+pub fn check_expected_version(
+    expect: Option<&str>,
+    located: &Located,
+    revision: &str,
+) -> Result<(), Problem> {
+    match expect {
+        Some(expected) if expected != located.version_name => Err(Problem::stalled(
+            Reason::VersionMismatch,
+            format!("git holds version {} of {} at revision {revision}, but spec.pull.expectVersion is {expected}; nothing was imported. Push the expected version, or change expectVersion", located.version_name, located.app_name),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a Pull pass observed, for [`plan_pull`].
+pub struct PullFacts<'a> {
+    /// The app this AppSync imported, still in the workspace (by its recorded id).
+    pub ours: Option<&'a AppSummary>,
+    /// The app in the workspace with the git app's name.
+    pub same_name: Option<&'a AppSummary>,
+    /// The newest commit of the revision that touches the app.
+    pub latest: &'a CommitInfo,
+    /// The commit last imported.
+    pub last_pulled: Option<&'a CommitInfo>,
+    /// `spec.pull.updatePolicy`.
+    pub policy: UpdatePolicy,
+    /// The user asked for a pull in this pass.
+    pub requested: bool,
+}
+
+/// Pull decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullDecision {
+    /// Another app has the name: left untouched.
+    NameConflict {
+        /// Its id.
+        other_id: String,
+    },
+    /// The target runs the newest commit touching the app.
+    UpToDate,
+    /// Manual policy, not asked: report the newer commit.
+    ReportUpdate,
+    /// No app of ours yet: import.
+    Import,
+    /// Replace our app, keeping its name and slug.
+    Replace {
+        /// The id of our app.
+        id: String,
+    },
+}
+
+/// Decides what a Pull does. Pure.
+pub fn plan_pull(f: &PullFacts) -> PullDecision {
+    if let Some(other) = f.same_name {
+        if Some(&other.id) != f.ours.map(|a| &a.id) {
+            return PullDecision::NameConflict {
+                other_id: other.id.clone(),
+            };
+        }
+    }
+    let Some(ours) = f.ours else {
+        return PullDecision::Import;
+    };
+    if f.last_pulled.map(|c| &c.sha) == Some(&f.latest.sha) {
+        return PullDecision::UpToDate;
+    }
+    if f.policy == UpdatePolicy::Manual && !f.requested {
+        return PullDecision::ReportUpdate;
+    }
+    PullDecision::Replace {
+        id: ours.id.clone(),
+    }
+}
+
+/// The `constants.*` / `secrets.*` references the target workspace does not define. Pure.
+pub fn missing_constants(
+    refs: impl IntoIterator<Item = layout::Ref>,
+    defined: &[WorkspaceConstant],
+) -> Vec<String> {
+    refs.into_iter()
+        .filter(|r| {
+            let (name, secret) = match r {
+                layout::Ref::Constant(n) => (n, false),
+                layout::Ref::Secret(n) => (n, true),
+            };
+            !defined
+                .iter()
+                .any(|d| d.name == *name && (d.kind == ConstantKind::Secret) == secret)
+        })
+        .map(|r| r.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

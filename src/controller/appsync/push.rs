@@ -1,0 +1,194 @@
+//! Push: observe (the app in the shared listing, a fresh export, the branch head) and apply
+//! (hand the export to the repository worker, which commits in ToolJet's layout). The
+//! decisions are in `plan`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::config_ref::ResolvedConfig;
+use super::super::{Context, Failure, Problem};
+use super::plan::{self, HeadView, PushDecision, PushFacts};
+use super::status::Outcome;
+use crate::api::{AppSync, AppSyncStatus, GitStatus, Reason};
+use crate::git::worker::PushJob;
+use crate::layout;
+use crate::tooljet::{AppSummary, Error as ToolJetError};
+
+/// One Push pass.
+pub async fn push(
+    aps: &AppSync,
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    prev: &AppSyncStatus,
+) -> Result<Outcome, Failure> {
+    let workspace = &cfg.tooljet.workspace;
+    let list_key = format!("{}|{}", cfg.key(), workspace.id);
+    let previous_id = prev.app.as_ref().and_then(|a| a.id.as_deref());
+    let not_found = || plan::app_not_found(&aps.spec.app, &workspace.name, prev);
+    let found = find_app(ctx, cfg, &list_key, &aps.spec.app, previous_id).await?;
+    let app = found.ok_or_else(not_found)?;
+
+    let version = aps.spec.push.as_ref().and_then(|p| p.version.as_deref());
+    let start = Instant::now();
+    let export = cfg
+        .tooljet
+        .client
+        .export_app(workspace, &app.id, version)
+        .await;
+    ctx.metrics
+        .tooljet_call("export_app", start.elapsed(), export.is_ok());
+    let export = match export {
+        Ok(e) => e,
+        Err(e) if e.reason() == Reason::AppNotFound => {
+            ctx.forget_app_list(&list_key);
+            return Err(not_found().into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let exported = layout::app_from_export(&export).map_err(|e| {
+        Problem::retrying(
+            Reason::InvalidExport,
+            format!("ToolJet returned an export the operator cannot read: {e}"),
+        )
+    })?;
+    // The export is fresh; a shared listing may be a little older (e.g. just before a rename).
+    let app = AppSummary {
+        name: exported.name.clone(),
+        ..app
+    };
+    let digest = plan::synced_digest(&app.id, &app.name, &exported, &export);
+    let facts = PushFacts {
+        app: &app,
+        exported: &exported,
+        branch: cfg.branch(),
+        digest: &digest,
+    };
+
+    let known = plan::still_synced(prev, &digest);
+    let view = match known {
+        Some(k) => head_view(ctx, cfg, k, &app.id).await,
+        None => HeadView::Unknown,
+    };
+    match plan::plan_push(&facts, known, &view) {
+        PushDecision::UpToDate(outcome) => Ok(*outcome),
+        PushDecision::Commit => {
+            let job = push_job(aps, cfg, &app, &exported, export);
+            let start = Instant::now();
+            let result = ctx.workers.get(cfg.url()).push(job).await;
+            ctx.metrics.git_op("push", start.elapsed(), result.is_ok());
+            let outcome = plan::push_outcome(&facts, result?)?;
+            if outcome.committed.is_some() {
+                ctx.metrics.pushed(1);
+            }
+            Ok(outcome)
+        }
+    }
+}
+
+/// The branch head against what was verified: unchanged, or moved with or without commits
+/// touching the app (answered from the mirror, at most one shared fetch per interval).
+async fn head_view(
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    known: &GitStatus,
+    app_id: &str,
+) -> HeadView {
+    let interval = cfg.valid.interval;
+    let worker = ctx.workers.get(cfg.url());
+    let start = Instant::now();
+    // The config's own check refreshes this head every interval; accepting it a little
+    // longer keeps AppSyncs from a second ls-remote when their timing drifts past it.
+    let max_age = interval.saturating_add(interval / 2);
+    let head = worker
+        .remote_head(cfg.transport.clone(), cfg.branch(), max_age)
+        .await;
+    ctx.metrics
+        .git_op("remote_head", start.elapsed(), head.is_ok());
+    let (Ok(Some(head)), Some(k)) = (head, known.head.as_deref()) else {
+        return HeadView::Unknown;
+    };
+    if head == k {
+        return HeadView::Same(head);
+    }
+    let Some(folder) = plan::folder_of(known) else {
+        return HeadView::Moved {
+            head,
+            untouched: false,
+        };
+    };
+    let start = Instant::now();
+    let touched = worker
+        .last_commit_touching(
+            cfg.transport.clone(),
+            &head,
+            Some(k),
+            folder,
+            app_id,
+            interval,
+        )
+        .await;
+    ctx.metrics
+        .git_op("touched_since", start.elapsed(), touched.is_ok());
+    let untouched = matches!(touched, Ok(None));
+    HeadView::Moved { head, untouched }
+}
+
+fn push_job(
+    aps: &AppSync,
+    cfg: &ResolvedConfig,
+    app: &AppSummary,
+    exported: &layout::ExportedApp,
+    export: serde_json::Value,
+) -> PushJob {
+    let spec = aps.spec.push.as_ref();
+    let author = spec
+        .and_then(|p| p.author.clone())
+        .or_else(|| cfg.gsc.spec.commit_author.clone())
+        .unwrap_or_default();
+    let message = spec
+        .and_then(|p| p.commit_message.clone())
+        .unwrap_or_else(|| layout::plan::DEFAULT_UPDATE_MESSAGE.to_string());
+    PushJob {
+        transport: cfg.transport.clone(),
+        branch: cfg.branch().to_string(),
+        app_id: app.id.clone(),
+        app_name: app.name.clone(),
+        version_id: exported.version_id.clone(),
+        version_name: exported.version_name.clone(),
+        export,
+        message,
+        author_name: author.name,
+        author_email: author.email,
+        date: jiff::Timestamp::now(),
+    }
+}
+
+/// Finds the app in a listing shared by the config's AppSyncs (refreshed when older than half
+/// the interval, at most a minute, or when the app is not in it). Only this listing's slot is
+/// locked while it is fetched; other configs' AppSyncs never wait for it.
+async fn find_app(
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    key: &str,
+    ident: &str,
+    previous_id: Option<&str>,
+) -> Result<Option<AppSummary>, ToolJetError> {
+    let max_age = (cfg.valid.interval / 2).min(Duration::from_secs(60));
+    let slot = ctx.app_list_slot(key);
+    let mut cached = slot.lock().await;
+    if let Some((at, apps)) = cached.as_ref() {
+        if at.elapsed() < max_age {
+            if let Some(a) = plan::pick_app(apps, ident, previous_id) {
+                return Ok(Some(a.clone()));
+            }
+        }
+    }
+    let start = Instant::now();
+    let listed = cfg.tooljet.client.list_apps(&cfg.tooljet.workspace).await;
+    ctx.metrics
+        .tooljet_call("list_apps", start.elapsed(), listed.is_ok());
+    let apps = Arc::new(listed?);
+    let found = plan::pick_app(&apps, ident, previous_id).cloned();
+    *cached = Some((Instant::now(), apps));
+    Ok(found)
+}

@@ -1,0 +1,262 @@
+//! An AppSync's GitSyncConfig, dereferenced once per pass: checked to exist, be enabled and
+//! Ready, its spec validated, the repository access (key and trusted host keys) read from its
+//! Secret, and the ToolJet connection made.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+
+use super::connection::{self, Connection};
+use super::gitsyncconfig::{self, is_generated_by, read_identity, Validated};
+use super::{Context, Failure, Problem};
+use crate::api::{self, types, AppSync, GitSyncConfig, Reason};
+use crate::git::{HostKeyPolicy, RepoUrl, Transport};
+use crate::keys;
+
+/// Everything an AppSync pass needs from its GitSyncConfig.
+pub struct ResolvedConfig {
+    /// The config as read in this pass.
+    pub gsc: GitSyncConfig,
+    /// Its spec, validated.
+    pub valid: Validated,
+    /// How to reach the repository: the deploy key and the trusted host keys.
+    pub transport: Transport,
+    /// The ToolJet client and workspace.
+    pub tooljet: Connection,
+}
+
+impl ResolvedConfig {
+    /// The branch commits go to.
+    pub fn branch(&self) -> &str {
+        &self.gsc.spec.repository.branch
+    }
+
+    /// The repository URL.
+    pub fn url(&self) -> &RepoUrl {
+        &self.valid.url
+    }
+
+    /// `namespace/name` of the config, the prefix of its cache keys.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.gsc.namespace().unwrap_or_default(),
+            self.gsc.name_any()
+        )
+    }
+}
+
+/// Resolves `spec.gitSyncConfigRef`'s namespace, refusing other namespaces unless allowed. Pure.
+pub fn config_namespace(aps: &AppSync, allow_cross: bool) -> Result<String, Problem> {
+    let own = aps.namespace().unwrap_or_default();
+    match aps.spec.git_sync_config_ref.namespace.as_deref() {
+        None => Ok(own),
+        Some(ns) if ns == own => Ok(own),
+        Some(ns) if allow_cross => Ok(ns.to_string()),
+        Some(ns) => Err(Problem::stalled(
+            Reason::CrossNamespaceRefDenied,
+            format!("spec.gitSyncConfigRef points to namespace {ns}, but the operator only allows GitSyncConfigs in the AppSync's own namespace ({own}); move the AppSync, or start the operator with --allow-cross-namespace-refs"),
+        )),
+    }
+}
+
+/// Whether an AppSync can use the config: enabled and Ready. Pure.
+pub fn usable(gsc: &GitSyncConfig) -> Result<(), Problem> {
+    let id = format!(
+        "GitSyncConfig {}/{}",
+        gsc.namespace().unwrap_or_default(),
+        gsc.name_any()
+    );
+    if !gsc.spec.enabled {
+        return Err(Problem::retrying(
+            Reason::GitSyncConfigDisabled,
+            format!("{id} has spec.enabled: false, so nothing is committed or pulled"),
+        ));
+    }
+    let ready = gsc
+        .status
+        .as_ref()
+        .and_then(|s| api::find(&s.conditions, types::READY));
+    match ready {
+        Some(c) if c.is_true() => Ok(()),
+        Some(c) => Err(Problem::retrying(
+            Reason::GitSyncConfigNotReady,
+            format!(
+                "{id} is not Ready ({}: {}); this AppSync waits for it",
+                c.reason, c.message
+            ),
+        )),
+        None => Err(Problem::retrying(
+            Reason::GitSyncConfigNotReady,
+            format!("{id} has not been checked yet; this AppSync waits for it"),
+        )),
+    }
+}
+
+/// Dereferences the config. The interval comes back even when the config is unusable (a
+/// disabled config is looked at again after its interval, not a backoff).
+pub async fn dereference(
+    aps: &AppSync,
+    ctx: &Context,
+) -> (Duration, Result<ResolvedConfig, Failure>) {
+    let mut interval = gitsyncconfig::DEFAULT_INTERVAL;
+    let result = resolve(aps, ctx, &mut interval).await;
+    (interval, result)
+}
+
+async fn resolve(
+    aps: &AppSync,
+    ctx: &Context,
+    interval: &mut Duration,
+) -> Result<ResolvedConfig, Failure> {
+    let ns = config_namespace(aps, ctx.options.allow_cross_namespace_refs)?;
+    let name = &aps.spec.git_sync_config_ref.name;
+    let Some(gsc) = Api::<GitSyncConfig>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(name)
+        .await?
+    else {
+        return Err(Problem::retrying(
+            Reason::GitSyncConfigNotFound,
+            format!("GitSyncConfig {ns}/{name} (spec.gitSyncConfigRef) does not exist: create it or fix the reference"),
+        ).into());
+    };
+    *interval = gitsyncconfig::interval_or_default(&gsc.spec.interval);
+    usable(&gsc)?;
+    let valid = gitsyncconfig::validate(&gsc.spec)?;
+    let tooljet = connection::connect(&gsc, ctx, false).await?;
+    let transport = repo_transport(&gsc, &valid, ctx).await?;
+    Ok(ResolvedConfig {
+        gsc,
+        valid,
+        transport,
+        tooljet,
+    })
+}
+
+/// The key from the config's Secret and the host keys it trusts (pinned, recorded in the
+/// Secret, or learned into status).
+async fn repo_transport(
+    gsc: &GitSyncConfig,
+    valid: &Validated,
+    ctx: &Context,
+) -> Result<Transport, Failure> {
+    let ns = gsc.namespace().unwrap_or_default();
+    let name = gsc.key_secret_name();
+    let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?
+    else {
+        return Err(Problem::retrying(
+            Reason::GitSyncConfigNotReady,
+            format!(
+                "the deploy key Secret {ns}/{name} of GitSyncConfig {} does not exist yet",
+                gsc.name_any()
+            ),
+        )
+        .into());
+    };
+    let generated = is_generated_by(&secret, gsc);
+    let (_, private) = read_identity(&secret, &name, generated)?;
+    let recorded = keys::known_hosts::trusted(
+        valid.pinned_known_hosts.as_deref(),
+        gitsyncconfig::data_str(&secret, "known_hosts").as_deref(),
+        gsc.status
+            .as_ref()
+            .and_then(|s| s.learned_known_hosts.as_deref()),
+        generated,
+    );
+    let is_file = matches!(valid.url, RepoUrl::File { .. });
+    let host_keys = match recorded {
+        Some(kh) => HostKeyPolicy::Pinned(kh),
+        None if is_file => HostKeyPolicy::TrustOnFirstUse,
+        None => {
+            return Err(Problem::retrying(
+                Reason::GitSyncConfigNotReady,
+                format!(
+                    "GitSyncConfig {} has not recorded the repository's host key yet",
+                    gsc.name_any()
+                ),
+            )
+            .into())
+        }
+    };
+    Ok(Transport {
+        private_key: (!is_file).then_some(private),
+        host_keys,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Condition, GitSyncConfigStatus};
+
+    fn aps(ns_ref: Option<&str>) -> AppSync {
+        let mut a = AppSync::new(
+            "x",
+            api::AppSyncSpec {
+                git_sync_config_ref: api::ConfigRef {
+                    name: "c".into(),
+                    namespace: ns_ref.map(String::from),
+                },
+                app: "A".into(),
+                direction: api::Direction::Push,
+                push: None,
+                pull: None,
+                suspend: false,
+            },
+        );
+        a.metadata.namespace = Some("team".into());
+        a
+    }
+
+    #[test]
+    fn cross_namespace_refs_need_the_flag() {
+        assert_eq!(config_namespace(&aps(None), false).unwrap(), "team");
+        assert_eq!(config_namespace(&aps(Some("team")), false).unwrap(), "team");
+        assert_eq!(
+            config_namespace(&aps(Some("other")), false)
+                .unwrap_err()
+                .reason,
+            Reason::CrossNamespaceRefDenied
+        );
+        assert_eq!(
+            config_namespace(&aps(Some("other")), true).unwrap(),
+            "other"
+        );
+    }
+
+    #[test]
+    fn only_enabled_ready_configs_are_usable() {
+        let spec: api::GitSyncConfigSpec = serde_json::from_value(serde_json::json!({
+            "repository": {"url": "git@h:r.git"},
+            "tooljet": {"url": "http://t", "workspace": "w", "credentialsSecretRef": {"name": "c"}},
+        }))
+        .unwrap();
+        let mut g = GitSyncConfig::new("c", spec);
+        assert_eq!(
+            usable(&g).unwrap_err().reason,
+            Reason::GitSyncConfigNotReady
+        );
+        g.status = Some(GitSyncConfigStatus {
+            conditions: vec![Condition::new(
+                types::READY,
+                false,
+                Reason::AwaitingDeployKey,
+                "add it",
+            )],
+            ..Default::default()
+        });
+        let p = usable(&g).unwrap_err();
+        assert!(p.message.contains("AwaitingDeployKey") && !p.stalled);
+        g.status.as_mut().unwrap().conditions =
+            vec![Condition::new(types::READY, true, Reason::Ready, "")];
+        assert!(usable(&g).is_ok());
+        g.spec.enabled = false;
+        assert_eq!(
+            usable(&g).unwrap_err().reason,
+            Reason::GitSyncConfigDisabled
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! GitSyncConfig reconciler: validate the spec → ensure the deploy key → observe the
+//! repository and ToolJet → conditions → one status write and its Events.
+
+mod key;
+mod observe;
+mod status;
+mod validate;
+
+pub use key::{data_str, is_generated_by, read_identity};
+pub use status::{access_problem, conditions, Observations};
+pub use validate::{
+    check_branch_name, interval_or_default, parse_interval, validate, Validated, DEFAULT_INTERVAL,
+    MAX_INTERVAL, MIN_INTERVAL,
+};
+
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::{Api, ResourceExt};
+
+use super::report::{self, Note};
+use super::{connection, key_of, Context, Error, Failure, Problem};
+use crate::api::{self, types, GitSyncConfig, GitSyncConfigStatus, Reason, RepositoryStatus};
+use crate::keys::{self, KeyInfo};
+
+/// Entry point for the controller.
+pub async fn reconcile(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = gsc.namespace().unwrap_or_default();
+    let api: Api<GitSyncConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, api::FINALIZER, gsc, |event| async {
+        match event {
+            Finalizer::Apply(gsc) => apply(gsc, ctx.clone()).await,
+            Finalizer::Cleanup(gsc) => cleanup(gsc, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+/// Requeue after infrastructure errors.
+pub fn error_policy(gsc: Arc<GitSyncConfig>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(config = %key_of(gsc.as_ref()), error = %err, "reconcile error");
+    Action::requeue(ctx.options.retry_min)
+}
+
+/// What the repository and ToolJet checks found, and the Events they call for.
+#[derive(Default)]
+struct Checks {
+    repo: Option<Result<Option<String>, Problem>>,
+    tooljet: Option<Result<api::ToolJetStatus, Problem>>,
+    notes: Vec<Note>,
+}
+
+async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The cached object may predate our last status write (learned host keys live there).
+    let api: Api<GitSyncConfig> =
+        Api::namespaced(ctx.client.clone(), &gsc.namespace().unwrap_or_default());
+    let Some(gsc) = api.get_opt(&gsc.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let prev = gsc.status.clone().unwrap_or_default();
+    let validation = validate(&gsc.spec);
+    let mut status = GitSyncConfigStatus {
+        observed_generation: gsc.metadata.generation,
+        last_handled_rotate_key: gsc.annotations().get(api::ROTATE_KEY_ANNOTATION).cloned(),
+        learned_known_hosts: prev.learned_known_hosts.clone(),
+        repository: prev.repository.clone(),
+        tooljet: prev.tooljet.clone(),
+        ..Default::default()
+    };
+
+    // The key is made even when the rest of the spec is wrong or disabled: users need the
+    // public key before they can finish setting up the repository.
+    let (key, mut notes) = match key::ensure_key(&gsc, &ctx).await {
+        Ok((k, note)) => (Ok(k), note.into_iter().collect()),
+        Err(Failure::Problem(p)) => (Err(p), Vec::new()),
+        Err(Failure::Infra(e)) => return Err(e),
+    };
+    let key_info: Result<KeyInfo, Problem> = key.as_ref().map_err(Clone::clone).and_then(|k| {
+        status.public_key = Some(k.info.public_openssh.clone());
+        status.public_key_fingerprint = Some(k.info.fingerprint.clone());
+        match validation.as_ref().ok().and_then(|v| v.url.host()) {
+            Some(host) => keys::check_host_compatibility(host, &k.info.algorithm)
+                .map(|_| k.info.clone())
+                .map_err(|m| Problem::stalled(Reason::KeyTypeUnsupported, m)),
+            None => Ok(k.info.clone()),
+        }
+    });
+
+    let mut checks = Checks::default();
+    if let (Ok(valid), Ok(k), Ok(_), true) = (&validation, &key, &key_info, gsc.spec.enabled) {
+        checks = observe(&gsc, &ctx, valid, k, &prev, &mut status).await?;
+    }
+    notes.append(&mut checks.notes);
+
+    let (conds, problem) = conditions(&Observations {
+        validation: &validation,
+        key: &key_info,
+        enabled: gsc.spec.enabled,
+        repo: checks.repo.as_ref(),
+        tooljet: checks.tooljet.as_ref(),
+        branch: &gsc.spec.repository.branch,
+    });
+    status.conditions = api::merge(
+        &prev.conditions,
+        conds,
+        gsc.metadata.generation,
+        &report::now_rfc3339(),
+    );
+    notes.extend(report::ready_transition(
+        &prev.conditions,
+        &status.conditions,
+        &[Reason::Disabled, Reason::AwaitingDeployKey],
+    ));
+    report::write(&ctx, &gsc, &status, &notes).await?;
+
+    let interval = validation
+        .as_ref()
+        .map(|v| v.interval)
+        .unwrap_or(DEFAULT_INTERVAL);
+    Ok(Action::requeue(report::next_check(
+        problem.as_ref(),
+        report::failing_for(&status.conditions),
+        interval,
+        ctx.options.retry_min,
+        ctx.options.retry_max,
+    )))
+}
+
+/// The repository check (recording host keys seen on first contact), then the ToolJet check.
+async fn observe(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+    valid: &Validated,
+    k: &key::KeyState,
+    prev: &GitSyncConfigStatus,
+    status: &mut GitSyncConfigStatus,
+) -> Result<Checks, Error> {
+    let mut checks = Checks::default();
+    let verified = api::find(&prev.conditions, types::READY).is_some_and(|c| c.is_true())
+        && prev.observed_generation == gsc.metadata.generation
+        && prev.public_key_fingerprint.as_deref() == Some(k.info.fingerprint.as_str());
+    let start = std::time::Instant::now();
+    let repo = observe::check_repository(gsc, ctx, valid, k, prev, verified).await;
+    let op = if verified { "recheck" } else { "check" };
+    ctx.metrics.git_op(op, start.elapsed(), repo.result.is_ok());
+    if let Some(hosts) = &repo.learned_known_hosts {
+        checks
+            .notes
+            .push(key::record_host_keys(gsc, ctx, k, hosts, status).await?);
+    }
+    if let Ok(head) = &repo.result {
+        status.repository = Some(RepositoryStatus {
+            branch: gsc.spec.repository.branch.clone(),
+            head: head.clone(),
+            last_checked_at: Some(report::now_rfc3339()),
+        });
+    }
+    checks.repo = Some(repo.result);
+    let tooljet = match connection::connect(gsc, ctx, true).await {
+        Ok(c) => Ok(connection::tooljet_status(&c)),
+        Err(Failure::Problem(p)) => Err(p),
+        Err(Failure::Infra(e)) => return Err(e),
+    };
+    if let Ok(t) = &tooljet {
+        status.tooljet = Some(t.clone());
+    }
+    checks.tooljet = Some(tooljet);
+    Ok(checks)
+}
+
+async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.forget_config(&gsc.namespace().unwrap_or_default(), &gsc.name_any());
+    if key::delete_generated(&gsc, &ctx).await? {
+        tracing::info!(config = %key_of(gsc.as_ref()), secret = %gsc.key_secret_name(), "deleted generated deploy key Secret");
+    }
+    Ok(Action::await_change())
+}

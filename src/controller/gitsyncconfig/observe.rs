@@ -1,0 +1,105 @@
+//! Step 3 of a GitSyncConfig pass: what the repository and ToolJet say. All git traffic goes
+//! through the repository's worker, so one repository's git work is serialized.
+
+use std::time::Duration;
+
+use super::super::{Context, Problem};
+use super::key::KeyState;
+use super::status::access_problem;
+use super::validate::Validated;
+use crate::api::{GitSyncConfig, GitSyncConfigStatus, Reason};
+use crate::git::check::Stage;
+use crate::git::{HostKeyPolicy, Transport};
+use crate::keys;
+
+/// What the repository check saw.
+pub struct RepoCheck {
+    /// Head of the branch (`None`: the branch does not exist yet), or what is wrong.
+    pub result: Result<Option<String>, Problem>,
+    /// Host keys recorded under trust-on-first-use on this contact.
+    pub learned_known_hosts: Option<String>,
+}
+
+/// Checks read and write access. Once `verified`, only the branch head is read (fresh, which
+/// refreshes the worker's cache its AppSyncs share); the write check (a dry-run push) runs on
+/// first contact and whenever the spec or the key changed.
+pub async fn check_repository(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+    valid: &Validated,
+    key: &KeyState,
+    prev: &GitSyncConfigStatus,
+    verified: bool,
+) -> RepoCheck {
+    let pinned_by_user = valid.pinned_known_hosts.is_some();
+    let recorded = keys::known_hosts::trusted(
+        valid.pinned_known_hosts.as_deref(),
+        key.known_hosts.as_deref(),
+        prev.learned_known_hosts.as_deref(),
+        key.generated,
+    );
+    if let Some(kh) = &recorded {
+        if let Err(e) = keys::validate_known_hosts(kh) {
+            let p = Problem::stalled(
+                Reason::InvalidKnownHosts,
+                format!(
+                    "the recorded known_hosts (Secret {} key known_hosts): {e}",
+                    gsc.key_secret_name()
+                ),
+            );
+            return RepoCheck {
+                result: Err(p),
+                learned_known_hosts: None,
+            };
+        }
+    }
+    let is_file = matches!(valid.url, crate::git::RepoUrl::File { .. });
+    let transport = Transport {
+        private_key: (!is_file).then(|| key.private.clone()),
+        host_keys: match &recorded {
+            Some(kh) => HostKeyPolicy::Pinned(kh.clone()),
+            None => HostKeyPolicy::TrustOnFirstUse,
+        },
+    };
+    let branch = &gsc.spec.repository.branch;
+    let explain = |stage: Stage, f: &crate::git::GitFailure| {
+        access_problem(
+            stage,
+            f.kind,
+            &f.detail,
+            &valid.url,
+            branch,
+            &key.info.fingerprint,
+            pinned_by_user,
+        )
+    };
+    let worker = ctx.workers.get(&valid.url);
+    if verified && recorded.is_some() {
+        let head = worker.remote_head(transport, branch, Duration::ZERO).await;
+        let result = head.map_err(|e| match &e {
+            crate::git::worker::WorkerError::Git(f) => explain(Stage::Read, f),
+            other => Problem::retrying(Reason::GitError, other.to_string()),
+        });
+        return RepoCheck {
+            result,
+            learned_known_hosts: None,
+        };
+    }
+    let outcome = match worker.check(transport, branch).await {
+        Ok(o) => o,
+        Err(e) => {
+            let p = Problem::retrying(e.reason(), e.to_string());
+            return RepoCheck {
+                result: Err(p),
+                learned_known_hosts: None,
+            };
+        }
+    };
+    RepoCheck {
+        result: outcome
+            .result
+            .map(|a| a.head)
+            .map_err(|(stage, f)| explain(stage, &f)),
+        learned_known_hosts: outcome.learned_known_hosts,
+    }
+}
