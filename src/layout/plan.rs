@@ -260,107 +260,34 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
         return Ok(PushOutcome::Refused(refusal));
     }
 
-    // Files currently in this app's recorded folder, relative to it.
-    let old_files: BTreeMap<String, &Vec<u8>> = match &recorded_folder {
-        Some(old) if repo.root_entries.contains(old) => {
-            let prefix = format!("{old}/");
-            let mut found = BTreeMap::new();
-            for (path, bytes) in repo.files.range(prefix.clone()..) {
-                let Some(relative) = path.strip_prefix(&prefix) else {
-                    break;
-                };
-                if !is_safe_relative_path(relative) {
-                    return Err(PlanError::UnsafeListing { path: path.clone() });
-                }
-                found.insert(relative.to_owned(), bytes);
-            }
-            if found.is_empty() {
-                return Err(PlanError::FolderNotListed {
-                    folder: old.clone(),
-                });
-            }
-            found
-        }
-        _ => BTreeMap::new(),
-    };
-
-    let creation = recorded_folder.is_none();
-    let renamed = !creation && recorded_folder.as_deref() != Some(folder.as_str());
-    let version_id_changed = own
-        .as_ref()
-        .is_some_and(|entry| entry.git_version_id.as_deref() != Some(request.version_id));
-    let version_name_changed = own
-        .as_ref()
-        .is_some_and(|entry| entry.git_version_name.as_deref() != Some(request.version_name));
-    let version_changed = !creation && (version_id_changed || version_name_changed);
-    let content_changed = match recorded_file.as_ref().and_then(|file| old_files.get(file)) {
-        None => true,
-        Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
-            Ok(old_export) => {
-                digest_of(&old_export, Identity::Ignore)
-                    != digest_of(request.export, Identity::Ignore)
-            }
-            Err(_) => true,
-        },
-    };
-
-    if !creation && !renamed && !version_changed && !content_changed {
+    let old_files = recorded_files(repo, recorded_folder.as_deref())?;
+    let change = Change::of(
+        own.as_ref(),
+        request,
+        &recorded_folder,
+        &folder,
+        &recorded_file,
+        &old_files,
+    );
+    if change.is_none() {
         return Ok(PushOutcome::NoChange { app_path });
     }
-
-    let old_folder = recorded_folder.clone().unwrap_or_default();
     let old_version = own
         .as_ref()
         .and_then(|entry| entry.git_version_name.clone())
         .unwrap_or_default();
-    let (kind, bare_message) = if creation {
-        (PushKind::Creation, CREATION_MESSAGE.to_owned())
-    } else {
-        let kind = if renamed {
-            PushKind::Rename
-        } else if version_changed {
-            PushKind::VersionChange
-        } else {
-            PushKind::Update
-        };
-        let message = if content_changed {
-            if request.message.trim().is_empty() {
-                DEFAULT_UPDATE_MESSAGE.to_owned()
-            } else {
-                request.message.to_owned()
-            }
-        } else if renamed {
-            RENAME_MESSAGE.to_owned()
-        } else if version_id_changed {
-            VERSION_CREATION_MESSAGE.to_owned()
-        } else {
-            format!(
-                "Version {old_version} of app {folder} is renamed to {}",
-                request.version_name
-            )
-        };
-        (kind, message)
-    };
-
-    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut deletes: BTreeSet<String> = BTreeSet::new();
-    if renamed {
-        let shared = meta_claims_folder_elsewhere(&meta, request.app_id, &old_folder);
-        for (relative, bytes) in &old_files {
-            let own_file = recorded_file.as_deref() == Some(relative.as_str());
-            if shared && !own_file {
-                continue;
-            }
-            deletes.insert(format!("{old_folder}/{relative}"));
-            if !own_file && *relative != file_name {
-                writes.push((format!("{folder}/{relative}"), (*bytes).clone()));
-            }
-        }
-    } else if let Some(old_file) = &recorded_file {
-        if *old_file != file_name && old_files.contains_key(old_file) {
-            deletes.insert(format!("{folder}/{old_file}"));
-        }
-    }
+    let (kind, bare_message) = change.kind_and_message(request, &folder, &old_version);
+    let old_folder = recorded_folder.clone().unwrap_or_default();
+    let shared = change.renamed && meta_claims_folder_elsewhere(&meta, request.app_id, &old_folder);
+    let (mut writes, deletes) = file_moves(
+        &change,
+        shared,
+        &old_folder,
+        &folder,
+        &file_name,
+        recorded_file.as_deref(),
+        &old_files,
+    );
 
     let content = to_tooljet_json(request.export).map_err(|e| PlanError::Serialize {
         message: e.to_string(),
@@ -392,6 +319,149 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
         app_path,
         meta_record,
     }))
+}
+
+/// Files currently in the app's recorded folder, relative to it.
+fn recorded_files<'r>(
+    repo: &'r RepoState,
+    recorded_folder: Option<&str>,
+) -> Result<BTreeMap<String, &'r Vec<u8>>, PlanError> {
+    let Some(old) = recorded_folder.filter(|old| repo.root_entries.contains(*old)) else {
+        return Ok(BTreeMap::new());
+    };
+    let prefix = format!("{old}/");
+    let mut found = BTreeMap::new();
+    for (path, bytes) in repo.files.range(prefix.clone()..) {
+        let Some(relative) = path.strip_prefix(&prefix) else {
+            break;
+        };
+        if !is_safe_relative_path(relative) {
+            return Err(PlanError::UnsafeListing { path: path.clone() });
+        }
+        found.insert(relative.to_owned(), bytes);
+    }
+    if found.is_empty() {
+        return Err(PlanError::FolderNotListed {
+            folder: old.to_owned(),
+        });
+    }
+    Ok(found)
+}
+
+/// What differs between git and the request.
+struct Change {
+    creation: bool,
+    renamed: bool,
+    version_id_changed: bool,
+    version_changed: bool,
+    content_changed: bool,
+}
+
+impl Change {
+    fn of(
+        own: Option<&MetaEntry>,
+        request: &PushRequest<'_>,
+        recorded_folder: &Option<String>,
+        folder: &str,
+        recorded_file: &Option<String>,
+        old_files: &BTreeMap<String, &Vec<u8>>,
+    ) -> Change {
+        let creation = recorded_folder.is_none();
+        let renamed = !creation && recorded_folder.as_deref() != Some(folder);
+        let version_id_changed =
+            own.is_some_and(|entry| entry.git_version_id.as_deref() != Some(request.version_id));
+        let version_name_changed = own
+            .is_some_and(|entry| entry.git_version_name.as_deref() != Some(request.version_name));
+        let content_changed = match recorded_file.as_ref().and_then(|file| old_files.get(file)) {
+            None => true,
+            Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
+                Ok(old_export) => {
+                    digest_of(&old_export, Identity::Ignore)
+                        != digest_of(request.export, Identity::Ignore)
+                }
+                Err(_) => true,
+            },
+        };
+        Change {
+            creation,
+            renamed,
+            version_id_changed,
+            version_changed: !creation && (version_id_changed || version_name_changed),
+            content_changed,
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        !self.creation && !self.renamed && !self.version_changed && !self.content_changed
+    }
+
+    /// The kind of push and ToolJet's commit message for it.
+    fn kind_and_message(
+        &self,
+        request: &PushRequest<'_>,
+        folder: &str,
+        old_version: &str,
+    ) -> (PushKind, String) {
+        if self.creation {
+            return (PushKind::Creation, CREATION_MESSAGE.to_owned());
+        }
+        let kind = if self.renamed {
+            PushKind::Rename
+        } else if self.version_changed {
+            PushKind::VersionChange
+        } else {
+            PushKind::Update
+        };
+        let message = if self.content_changed {
+            if request.message.trim().is_empty() {
+                DEFAULT_UPDATE_MESSAGE.to_owned()
+            } else {
+                request.message.to_owned()
+            }
+        } else if self.renamed {
+            RENAME_MESSAGE.to_owned()
+        } else if self.version_id_changed {
+            VERSION_CREATION_MESSAGE.to_owned()
+        } else {
+            format!(
+                "Version {old_version} of app {folder} is renamed to {}",
+                request.version_name
+            )
+        };
+        (kind, message)
+    }
+}
+
+/// Files to write and delete besides the new version file: a rename moves the folder's other
+/// files (unless another app's entry shares the folder), a version change drops the old file.
+fn file_moves(
+    change: &Change,
+    shared: bool,
+    old_folder: &str,
+    folder: &str,
+    file_name: &str,
+    recorded_file: Option<&str>,
+    old_files: &BTreeMap<String, &Vec<u8>>,
+) -> (Vec<(String, Vec<u8>)>, BTreeSet<String>) {
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut deletes: BTreeSet<String> = BTreeSet::new();
+    if change.renamed {
+        for (relative, bytes) in old_files {
+            let own_file = recorded_file == Some(relative.as_str());
+            if shared && !own_file {
+                continue;
+            }
+            deletes.insert(format!("{old_folder}/{relative}"));
+            if !own_file && relative != file_name {
+                writes.push((format!("{folder}/{relative}"), (*bytes).clone()));
+            }
+        }
+    } else if let Some(old_file) = recorded_file {
+        if old_file != file_name && old_files.contains_key(old_file) {
+            deletes.insert(format!("{folder}/{old_file}"));
+        }
+    }
+    (writes, deletes)
 }
 
 fn refuse_recorded(app_id: &str, source: NameError) -> PushOutcome {
