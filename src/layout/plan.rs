@@ -240,18 +240,8 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
     let mut meta = MetaFile::parse_optional(repo.meta_json.as_deref())?;
     let own: Option<MetaEntry> = meta.entry(request.app_id).transpose()?;
 
-    // What meta.json records for this app, validated before any path is built from it.
-    let recorded_folder = own.as_ref().and_then(|entry| entry.git_app_name.clone());
-    let recorded_file = own
-        .as_ref()
-        .and_then(|entry| entry.git_version_name.clone());
-    if let Some(name) = &recorded_folder {
-        if let Err(source) = validate_name(NameKind::App, name) {
-            return Ok(refuse_recorded(request.app_id, source));
-        }
-    }
-    let recorded_file = match recorded_file.as_deref().map(version_file_name).transpose() {
-        Ok(file) => file,
+    let (recorded_folder, recorded_file) = match recorded_names(own.as_ref()) {
+        Ok(names) => names,
         Err(source) => return Ok(refuse_recorded(request.app_id, source)),
     };
 
@@ -319,6 +309,20 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
         app_path,
         meta_record,
     }))
+}
+
+/// The folder and version file `meta.json` records for the app, validated before any path is
+/// built from them.
+fn recorded_names(own: Option<&MetaEntry>) -> Result<(Option<String>, Option<String>), NameError> {
+    let folder = own.and_then(|entry| entry.git_app_name.clone());
+    if let Some(name) = &folder {
+        validate_name(NameKind::App, name)?;
+    }
+    let file = own
+        .and_then(|entry| entry.git_version_name.as_deref())
+        .map(version_file_name)
+        .transpose()?;
+    Ok((folder, file))
 }
 
 /// Files currently in the app's recorded folder, relative to it.

@@ -261,6 +261,32 @@ pub fn check_expected_version(
     }
 }
 
+/// The app's export from the files read at the revision. Pure.
+pub fn read_export(
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    located: &Located,
+    revision: &str,
+) -> Result<serde_json::Value, Problem> {
+    let Some(bytes) = files.get(&located.path) else {
+        return Err(Problem::retrying(
+            Reason::AppNotInGit,
+            format!(
+                "revision {revision}: .meta/meta.json lists {} at {}, but that file is missing",
+                located.app_name, located.path
+            ),
+        ));
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        Problem::stalled(
+            Reason::InvalidExport,
+            format!(
+                "{} at revision {revision} is not valid JSON ({e}); fix the file in git",
+                located.path
+            ),
+        )
+    })
+}
+
 /// What a Pull pass observed, for [`plan_pull`].
 pub struct PullFacts<'a> {
     /// The app this AppSync imported, still in the workspace (by its recorded id).

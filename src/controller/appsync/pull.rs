@@ -132,25 +132,7 @@ async fn observe_git(
             recent,
         )
         .await?;
-    let Some(bytes) = snap.files.get(&located.path) else {
-        return Err(Problem::retrying(
-            Reason::AppNotInGit,
-            format!(
-                "revision {revision}: .meta/meta.json lists {} at {}, but that file is missing",
-                located.app_name, located.path
-            ),
-        )
-        .into());
-    };
-    let export: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        Problem::stalled(
-            Reason::InvalidExport,
-            format!(
-                "{} at revision {revision} is not valid JSON ({e}); fix the file in git",
-                located.path
-            ),
-        )
-    })?;
+    let export = plan::read_export(&snap.files, &located, revision)?;
     let touching = worker
         .last_commit_touching(
             cfg.transport.clone(),

@@ -278,6 +278,24 @@ fn expect_version_guards_promotion() {
     assert!(p.stalled && p.message.contains("nothing was imported"));
 }
 
+#[test]
+fn the_version_file_must_exist_and_be_json() {
+    let l = located("v1");
+    let mut files = std::collections::BTreeMap::new();
+    assert_eq!(
+        read_export(&files, &l, "main").unwrap_err().reason,
+        Reason::AppNotInGit
+    );
+    files.insert("Sales/v1.json".to_string(), b"{not json".to_vec());
+    let p = read_export(&files, &l, "main").unwrap_err();
+    assert!(p.reason == Reason::InvalidExport && p.stalled);
+    files.insert("Sales/v1.json".to_string(), br#"{"app": []}"#.to_vec());
+    assert_eq!(
+        read_export(&files, &l, "main").unwrap(),
+        serde_json::json!({"app": []})
+    );
+}
+
 fn pull<'a>(
     ours: Option<&'a AppSummary>,
     same: Option<&'a AppSummary>,
