@@ -48,7 +48,9 @@ pub struct AppSyncSpec {
     /// The ToolJet app: its name, or `id:<uuid>`.
     #[schemars(length(min = 1, max = 255))]
     pub app: String,
-    /// `Push`: ToolJet -> git. `Pull`: git -> ToolJet.
+    /// `Push`: ToolJet -> git. `Pull`: git -> ToolJet. Cannot change once set: create a new
+    /// AppSync for the other direction.
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "spec.direction cannot change once set: create a new AppSync for the other direction"}]))]
     pub direction: Direction,
     /// Settings for `Push`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +158,95 @@ pub struct AppSyncStatus {
     /// is a pull request, retried until it succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pulled_generation: Option<i64>,
+    /// What this AppSync owns, recorded on its first successful pass: the direction and the
+    /// apps. A Pull only ever replaces the ToolJet app it imported itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<Ownership>,
+    /// The last `gitsync.tooljet.io/adopt` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_adopt: Option<String>,
+    /// Pull: an import or replace in progress (the swap journal), so a pass killed part way is
+    /// resumed or rolled back by the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapJournal>,
+    /// Pull: temporary app names of rolled-back imports that ToolJet may still be creating;
+    /// apps of these names are deleted when they appear, for a while.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abandoned: Vec<Abandoned>,
+}
+
+/// What an AppSync owns.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ownership {
+    /// The direction of the first successful pass.
+    pub direction: Option<Direction>,
+    /// Push: the ToolJet app exported. Pull: the ToolJet app this AppSync imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// The app's key in `.meta/meta.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_app_id: Option<String>,
+}
+
+/// Where an import or replace stands.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum SwapStep {
+    /// The new definition is being imported under the temporary name.
+    Importing,
+    /// The new app exists under the temporary name.
+    Imported,
+    /// The old app was moved to the parked name and slug.
+    Parked,
+    /// The new app carries the name and slug; the parked app is being deleted.
+    Promoted,
+    /// Undoing: the new app is removed and the old one gets its name and slug back.
+    RollingBack,
+}
+
+/// The swap journal of an import or replace (design §8).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SwapJournal {
+    /// The step reached.
+    pub step: SwapStep,
+    /// The commit being imported.
+    pub commit: CommitInfo,
+    /// The app name users know.
+    pub name: String,
+    /// The slug (URL) users know; none for a first import (ToolJet chooses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// The app being replaced; none for a first import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_app_id: Option<String>,
+    /// The app imported; known from `Imported` on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_app_id: Option<String>,
+    /// Name the new definition is imported under.
+    pub temp_name: String,
+    /// Name the old app is parked under.
+    pub parked_name: String,
+    /// Slug the old app is parked under.
+    pub parked_slug: String,
+    /// The git app imported.
+    pub git_app_id: String,
+    /// Version name and id imported.
+    pub version_name: String,
+    /// Version id imported.
+    pub version_id: String,
+    /// When the swap started (RFC 3339).
+    pub started_at: String,
+}
+
+/// A temporary name whose app may still appear.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Abandoned {
+    /// The temporary app name.
+    pub name: String,
+    /// When the import was abandoned (RFC 3339).
+    pub since: String,
 }
 
 /// The app as ToolJet knows it.

@@ -27,6 +27,9 @@ pub const CONFIG_LABEL: &str = "gitsync.tooljet.io/config";
 pub const ROTATE_KEY_ANNOTATION: &str = "gitsync.tooljet.io/rotate-key";
 /// Annotation on an AppSync: any new value requests a pull (like Flux's `requestedAt`).
 pub const PULL_REQUESTED_ANNOTATION: &str = "gitsync.tooljet.io/pull-requested-at";
+/// Annotation on an AppSync: any new value lets a Pull adopt a different git app behind its
+/// name (or a changed `spec.app`) and replace the app it owns with it.
+pub const ADOPT_ANNOTATION: &str = "gitsync.tooljet.io/adopt";
 /// Annotation on a generated key Secret recording its key type.
 pub const KEY_TYPE_ANNOTATION: &str = "gitsync.tooljet.io/key-type";
 /// Annotation on a generated key Secret recording the rotate-key value it was made for.

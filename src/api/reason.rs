@@ -166,6 +166,12 @@ reasons! {
     PayloadTooLarge,
     /// Pull: the app references constants or secrets the target workspace lacks.
     WorkspaceConstantsMissing,
+    /// `spec.direction` differs from the direction this AppSync has synced in.
+    DirectionChanged,
+    /// Pull: the app in git is another git app than the one this AppSync imported.
+    GitAppChanged,
+    /// Pull: an import or replace could not finish or be undone yet; retried from its journal.
+    SwapIncomplete,
     /// The operator failed internally (a bug or the machine); retried.
     InternalError,
     // --- Events only

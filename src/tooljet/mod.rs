@@ -23,6 +23,7 @@ use std::time::Duration;
 pub use client::Client;
 pub use credentials::Credentials;
 pub use error::{Error, Resource};
+pub(crate) use replace::import_refused;
 
 /// ToolJet's JSON body limit (`MAX_JSON_SIZE`, body-parser `50mb`); larger bodies are refused
 /// before sending.

@@ -41,7 +41,7 @@ impl SwapNames {
 }
 
 /// Whether a failed import surely created nothing (ToolJet refused it up front).
-fn import_refused(e: &Error) -> bool {
+pub(crate) fn import_refused(e: &Error) -> bool {
     matches!(
         e,
         Error::Rejected { .. }
@@ -166,6 +166,41 @@ impl Client {
                     slug: Some(original_slug),
                     versions: new.versions,
                 })
+            }
+        }
+    }
+
+    /// The checks of an import or replace made before anything changes: the export can be
+    /// imported here (valid, not from a newer ToolJet) and apps can be renamed and deleted.
+    /// Returns whether they can (session login: always; token: with the External API v2).
+    /// Replacing needs it; a first import without it goes in under its final name.
+    pub(crate) async fn check_swap(
+        &self,
+        ws: &Workspace,
+        export: &Value,
+        existing_app_id: Option<&str>,
+    ) -> Result<bool, Error> {
+        let parts = wire::check_export(export).map_err(|detail| Error::InvalidExport { detail })?;
+        self.check_version(parts.tooljet_version).await?;
+        if !self.token_mode() {
+            return Ok(true);
+        }
+        match existing_app_id {
+            Some(id) => self.probe_ext_v2(ws, id).await.map(|_| true),
+            None => {
+                let call = Call::new(
+                    Method::GET,
+                    RouteKind::ExtV2,
+                    &["v2", "ext", "workspaces", &ws.id],
+                )
+                .about(Resource::Workspace, &ws.name);
+                match self.send(&call).await {
+                    Ok(_) => Ok(true),
+                    Err(Error::NotFound { .. }) | Err(Error::FeatureUnavailable { .. }) => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! A custom harness (libtest-mimic) so the expensive apiserver is started once, torn down at
 //! the end, and never outlives the run.
 
+mod crash;
 mod gitsyncconfig;
 mod pull;
 mod push;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     trials.extend(push::trials());
     trials.extend(pull::trials());
     trials.extend(rbac::trials());
+    trials.extend(crash::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

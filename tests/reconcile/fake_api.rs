@@ -18,6 +18,8 @@ pub struct Write {
     pub method: String,
     pub path: String,
     pub body: Value,
+    /// Content type: server-side apply, merge patch, JSON.
+    pub content_type: String,
 }
 
 impl Write {
@@ -105,6 +107,12 @@ impl FakeApi {
     async fn handle(&self, req: Request<kube::client::Body>) -> Response<Full<Bytes>> {
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let bytes = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
@@ -115,9 +123,11 @@ impl FakeApi {
                 method: method.clone(),
                 path: path.clone(),
                 body: body.clone(),
+                content_type: content_type.clone(),
             });
         }
-        let (code, answer) = self.serve(&method, &path, body);
+        let apply = content_type.starts_with("application/apply-patch");
+        let (code, answer) = self.serve(&method, &path, body, apply);
         if code == StatusCode::NOT_FOUND && method != "GET" {
             self.unexpected
                 .lock()
@@ -131,7 +141,7 @@ impl FakeApi {
             .unwrap()
     }
 
-    fn serve(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    fn serve(&self, method: &str, path: &str, body: Value, apply: bool) -> (StatusCode, Value) {
         let mut objects = self.objects.lock().unwrap();
         if path.ends_with("/events") || path.contains("/events/") {
             let mut ev = body;
@@ -183,7 +193,7 @@ impl FakeApi {
                         status(StatusCode::NOT_FOUND, "NotFound"),
                     );
                 };
-                if is_status {
+                if is_status && apply {
                     // Server-side apply of the status by its only manager: the status is what
                     // was applied.
                     obj["status"] = body["status"].clone();

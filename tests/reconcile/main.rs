@@ -138,8 +138,10 @@ fn sequence(writes: &[Write]) -> Vec<String> {
 /// The status patch's conditions as (type, status, reason).
 fn conditions(w: &Write) -> Vec<(String, String, String)> {
     assert!(
-        w.path.ends_with("/status") && w.method == "PATCH",
-        "{} is no status patch",
+        w.path.ends_with("/status")
+            && w.method == "PATCH"
+            && w.content_type.starts_with("application/apply-patch"),
+        "{} is no server-side apply of the status",
         w.what()
     );
     w.body["status"]["conditions"]
@@ -330,9 +332,27 @@ async fn pull_imports_and_refuses_a_name_it_does_not_own() {
         json!({"gitSyncConfigRef": {"name": "staging"}, "app": "Sales", "direction": "Pull"}),
     );
     let writes = w.reconcile_appsync("sales-pull").await;
-    assert_eq!(sequence(&writes), ["PATCH appsyncs/status", "POST events"]);
+    // The swap journal: recorded before the import, after it, after the new app took the
+    // name; removed; then the pass's status and its Event.
+    let mut expected = vec!["PATCH appsyncs/status"; 5];
+    expected.push("POST events");
+    assert_eq!(sequence(&writes), expected);
+    let steps: Vec<&str> = writes[..3]
+        .iter()
+        .map(|w| w.body["status"]["swap"]["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["Importing", "Imported", "Promoted"]);
+    assert!(writes[0].body["status"]["swap"]["tempName"]
+        .as_str()
+        .unwrap()
+        .starts_with("__gitsync_tmp_"));
     assert_eq!(
-        conditions(&writes[0]),
+        writes[3].body,
+        json!({"status": {"swap": null}}),
+        "the closed journal is removed"
+    );
+    assert_eq!(
+        conditions(&writes[4]),
         [
             c("Ready", "True", "Pulled"),
             c("Synced", "True", "Pulled"),
@@ -340,7 +360,9 @@ async fn pull_imports_and_refuses_a_name_it_does_not_own() {
         ]
     );
     assert_eq!(events(&writes), [e("Normal", "Pulled")]);
-    let status = &writes[0].body["status"];
+    let status = &writes[4].body["status"];
+    assert!(status.get("swap").is_none());
+    assert_eq!(status["owned"]["direction"], "Pull");
     assert_eq!(status["lastCommit"]["sha"], head.as_str());
     assert_eq!(status["lastPulledGeneration"], 1);
     let staging = w

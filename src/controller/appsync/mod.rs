@@ -2,10 +2,12 @@
 //! report. Push exports the app from ToolJet into git; Pull imports it from git. Nothing in
 //! git or ToolJet is ever deleted.
 
+mod journal;
 mod plan;
 mod pull;
 mod push;
 mod status;
+mod swap;
 mod validate;
 
 pub use plan::{PullDecision, PushDecision};
@@ -30,7 +32,7 @@ pub async fn reconcile(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, E
     finalizer(&api, api::FINALIZER, aps, |event| async {
         match event {
             Finalizer::Apply(a) => apply(a, ctx.clone()).await,
-            Finalizer::Cleanup(a) => cleanup(a).await,
+            Finalizer::Cleanup(a) => cleanup(a, ctx.clone()).await,
         }
     })
     .await
@@ -43,14 +45,47 @@ pub fn error_policy(aps: Arc<AppSync>, err: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(ctx.options.retry_min)
 }
 
-async fn cleanup(aps: Arc<AppSync>) -> Result<Action, Error> {
-    let path = aps
-        .status
+/// Deleting an AppSync deletes nothing in git or ToolJet; an import or replace still in
+/// progress is finished or rolled back first, so the target is never left half-swapped.
+async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<AppSync> =
+        Api::namespaced(ctx.client.clone(), &aps.namespace().unwrap_or_default());
+    let aps = api
+        .get_opt(&aps.name_any())
+        .await?
+        .unwrap_or_else(|| (*aps).clone());
+    let prev = aps.status.clone().unwrap_or_default();
+    if prev.swap.is_some() {
+        let mut carry = swap::Carry::of(&prev);
+        let (_, resolved) = config_ref::dereference(&aps, &ctx).await;
+        let done = match resolved {
+            Ok(cfg) => {
+                let allow_editing = aps.spec.pull.as_ref().is_some_and(|p| p.allow_editing);
+                let s = swap::Swap {
+                    ctx: &ctx,
+                    aps: &aps,
+                    prev: &prev,
+                    cfg: &cfg,
+                    allow_editing,
+                };
+                s.drive(&mut carry).await
+            }
+            Err(f) => Err(f),
+        };
+        if let Err(f) = done {
+            tracing::warn!(appsync = %key_of(&aps), error = %f, "deleted AppSync has an open swap; retrying before it goes");
+            return Err(match f {
+                Failure::Infra(e) => e,
+                Failure::Problem(p) => Error::Internal(format!("{}: {}", p.reason, p.message)),
+            });
+        }
+    }
+    let path = prev
+        .git
         .as_ref()
-        .and_then(|s| s.git.as_ref())
         .and_then(|g| g.path.clone())
         .unwrap_or_else(|| "the app's folder".into());
-    tracing::info!(appsync = %key_of(aps.as_ref()), %path, "AppSync deleted; git and ToolJet left untouched");
+    tracing::info!(appsync = %key_of(&aps), %path, "AppSync deleted; git and ToolJet left untouched");
     Ok(Action::await_change())
 }
 
@@ -63,13 +98,20 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let prev = aps.status.clone().unwrap_or_default();
-    let (interval, ended) = match aps.spec.suspend {
+    let mut carry = swap::Carry::of(&prev);
+    // A suspended AppSync still finishes a swap in progress: the target must not stay half-swapped.
+    let (interval, ended) = match aps.spec.suspend && prev.swap.is_none() {
         true => (Duration::ZERO, Ended::Suspended),
-        false => run(&aps, &ctx, &prev).await?,
+        false => run(&aps, &ctx, &prev, &mut carry).await?,
     };
-    let status = status::next_status(&aps, &prev, &ended, &report::now_rfc3339());
+    let status = status::next_status(&aps, &prev, &ended, &carry, &report::now_rfc3339());
     let notes = status::notes(&prev, &status, &ended);
-    report::write(&ctx, &aps, &status, &notes).await?;
+    let remove: &[&str] = if carry.journaled && status.swap.is_none() {
+        &["swap"]
+    } else {
+        &[]
+    };
+    report::write_removing(&ctx, &aps, &status, &notes, remove).await?;
     let problem = match &ended {
         Ended::Suspended => return Ok(Action::await_change()),
         Ended::Done(_) => None,
@@ -89,15 +131,18 @@ async fn run(
     aps: &AppSync,
     ctx: &Context,
     prev: &AppSyncStatus,
+    carry: &mut swap::Carry,
 ) -> Result<(Duration, Ended), Error> {
-    if let Err(p) = validate::validate(aps) {
+    let checked =
+        validate::validate(aps).and_then(|_| plan::check_direction(prev, aps.spec.direction));
+    if let Err(p) = checked {
         return Ok((DEFAULT_INTERVAL, Ended::Failed(p)));
     }
     let (interval, resolved) = config_ref::dereference(aps, ctx).await;
     let result = match resolved {
         Ok(cfg) => match aps.spec.direction {
             Direction::Push => push::push(aps, ctx, &cfg, prev).await,
-            Direction::Pull => pull::pull(aps, ctx, &cfg, prev).await,
+            Direction::Pull => pull::pull(aps, ctx, &cfg, prev, carry).await,
         },
         Err(f) => Err(f),
     };

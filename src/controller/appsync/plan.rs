@@ -4,7 +4,10 @@
 
 use super::super::{short, Problem};
 use super::status::Outcome;
-use crate::api::{AppStatus, AppSync, AppSyncStatus, CommitInfo, GitStatus, Reason, UpdatePolicy};
+use crate::api::{
+    AppStatus, AppSync, AppSyncStatus, CommitInfo, Direction, GitStatus, Ownership, Reason,
+    SwapJournal, SwapStep, UpdatePolicy,
+};
 use crate::git::worker::{self, PushResult};
 use crate::layout::{self, ExportedApp, Located, Refusal};
 use crate::tooljet::{AppSummary, ConstantKind, WorkspaceConstant};
@@ -227,6 +230,124 @@ pub fn commit_info(c: &worker::CommitInfo) -> CommitInfo {
         message: c.message.clone(),
         author: c.author.clone(),
         date: Some(c.date.clone()),
+    }
+}
+
+// ---------------------------------------------------------------- Ownership
+
+/// The direction this AppSync has synced in: recorded, or (status written before ownership
+/// was recorded) told by what the status holds. Pure.
+pub fn owned_direction(prev: &AppSyncStatus) -> Option<Direction> {
+    if let Some(d) = prev.owned.as_ref().and_then(|o| o.direction) {
+        return Some(d);
+    }
+    if prev.last_pulled_generation.is_some() && prev.app.is_some() {
+        return Some(Direction::Pull);
+    }
+    prev.git
+        .as_ref()
+        .and_then(|g| g.synced_digest.as_ref())
+        .map(|_| Direction::Push)
+}
+
+/// `spec.direction` cannot change once the AppSync has synced: a Push AppSync turned Pull
+/// would replace the developer's source app from git. Pure.
+pub fn check_direction(prev: &AppSyncStatus, spec: Direction) -> Result<(), Problem> {
+    match owned_direction(prev) {
+        Some(owned) if owned != spec => Err(Problem::stalled(
+            Reason::DirectionChanged,
+            format!("spec.direction is {spec:?}, but this AppSync has synced as {owned:?}; the direction cannot change (a Push AppSync turned Pull would replace the source app from git). Set it back to {owned:?} and create a new AppSync for {spec:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The ToolJet app a Pull AppSync imported itself, if any. Pure.
+pub fn owned_pull_app(prev: &AppSyncStatus) -> Option<&str> {
+    match prev.owned.as_ref() {
+        Some(o) if o.direction == Some(Direction::Pull) => o.app_id.as_deref(),
+        Some(_) => None,
+        None if owned_direction(prev) == Some(Direction::Pull) => {
+            prev.app.as_ref().and_then(|a| a.id.as_deref())
+        }
+        None => None,
+    }
+}
+
+/// Whether the user asked to adopt a different git app (a new `gitsync.tooljet.io/adopt`
+/// value), and the value. Pure.
+pub fn adopt_requested(aps: &AppSync, prev: &AppSyncStatus) -> (bool, Option<String>) {
+    let value = aps
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::api::ADOPT_ANNOTATION))
+        .cloned();
+    (value.is_some() && value != prev.last_handled_adopt, value)
+}
+
+/// A Pull replaces only what it imported: a different git app behind the name (or after a
+/// change of `spec.app`) needs explicit adoption. Pure.
+pub fn check_git_app(prev: &AppSyncStatus, located: &Located, adopt: bool) -> Result<(), Problem> {
+    let owned = prev
+        .owned
+        .as_ref()
+        .filter(|o| o.direction == Some(Direction::Pull))
+        .and_then(|o| o.git_app_id.as_deref())
+        .or_else(|| {
+            (owned_direction(prev) == Some(Direction::Pull))
+                .then(|| prev.git.as_ref().and_then(|g| g.git_app_id.as_deref()))
+                .flatten()
+        });
+    match owned {
+        Some(id) if !id.eq_ignore_ascii_case(&located.git_app_id) && !adopt => Err(Problem::stalled(
+            Reason::GitAppChanged,
+            format!("git now has a different app {:?} (git app id {}) where this AppSync imported git app {id}; the app it owns was left untouched. If the new one should replace it, annotate: kubectl annotate appsync <name> {}=$(date +%s) --overwrite; otherwise fix spec.app", located.app_name, located.git_app_id, crate::api::ADOPT_ANNOTATION),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a Pull owns after a pass that did not import: unchanged, or first recorded. Pure.
+pub fn pull_ownership(
+    prev: &AppSyncStatus,
+    located: &Located,
+    ours: Option<&AppSummary>,
+) -> Option<Ownership> {
+    let ours = ours?;
+    Some(Ownership {
+        direction: Some(Direction::Pull),
+        app_id: Some(ours.id.clone()),
+        git_app_id: prev
+            .owned
+            .as_ref()
+            .and_then(|o| o.git_app_id.clone())
+            .or_else(|| Some(located.git_app_id.clone())),
+    })
+}
+
+/// A fresh journal for importing `located` at `commit` (`old`: the owned app it replaces).
+pub fn new_journal(
+    located: &Located,
+    commit: &CommitInfo,
+    old: Option<&AppSummary>,
+    now: &str,
+) -> SwapJournal {
+    let (temp_name, parked_name, parked_slug) = super::journal::names(&super::journal::suffix());
+    SwapJournal {
+        step: SwapStep::Importing,
+        commit: commit.clone(),
+        name: old.map_or_else(|| located.app_name.clone(), |o| o.name.clone()),
+        slug: old.map(|o| o.slug.clone().unwrap_or_else(|| o.id.clone())),
+        old_app_id: old.map(|o| o.id.clone()),
+        new_app_id: None,
+        temp_name,
+        parked_name,
+        parked_slug,
+        git_app_id: located.git_app_id.clone(),
+        version_name: located.version_name.clone(),
+        version_id: located.version_id.clone(),
+        started_at: now.to_string(),
     }
 }
 

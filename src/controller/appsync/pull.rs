@@ -1,14 +1,18 @@
 //! Pull: observe (the app at the revision from the repository worker's mirror, and which apps
 //! of the target workspace are ours or have its name) and apply (import, or replace keeping
-//! name and slug through the ToolJet client's safe sequence). The decisions are in `plan`.
+//! name and slug, as a journaled swap: `swap`). The decisions are in `plan` and `journal`.
 
 use std::time::{Duration, Instant};
 
 use super::super::config_ref::ResolvedConfig;
-use super::super::{short, Context, Failure, Problem};
+use super::super::{report, short, Context, Failure, Problem};
 use super::plan::{self, PullDecision, PullFacts};
 use super::status::Outcome;
-use crate::api::{AppStatus, AppSync, AppSyncStatus, CommitInfo, GitStatus, Reason};
+use super::swap::{Carry, Swap};
+use crate::api::{
+    AppStatus, AppSync, AppSyncStatus, CommitInfo, Direction, GitStatus, Ownership, Reason,
+    SwapJournal,
+};
 use crate::layout::{self, AppLookup, Located};
 use crate::tooljet::AppSummary;
 
@@ -19,14 +23,28 @@ struct GitApp {
     latest: CommitInfo,
 }
 
-/// One Pull pass.
+/// One Pull pass: an open journal first (resumed or rolled back), then the usual look at git.
 pub async fn pull(
     aps: &AppSync,
     ctx: &Context,
     cfg: &ResolvedConfig,
     prev: &AppSyncStatus,
+    carry: &mut Carry,
 ) -> Result<Outcome, Failure> {
     let spec = aps.spec.pull.clone().unwrap_or_default();
+    let swap = Swap {
+        ctx,
+        aps,
+        prev,
+        cfg,
+        allow_editing: spec.allow_editing,
+    };
+    swap.sweep(carry).await?;
+    if let Some(j) = carry.swap.clone() {
+        if let Some(app) = swap.drive(carry).await? {
+            return Ok(finished(&j, &app, cfg, ctx, None, "finished the interrupted").await);
+        }
+    }
     let revision = spec
         .revision
         .clone()
@@ -34,9 +52,11 @@ pub async fn pull(
     let (requested, annotation) = plan::pull_requested(aps, prev);
     let git = observe_git(aps, ctx, cfg, &revision, requested).await?;
     plan::check_expected_version(spec.expect_version.as_deref(), &git.located, &revision)?;
+    let (adopt, adopt_value) = plan::adopt_requested(aps, prev);
+    plan::check_git_app(prev, &git.located, adopt)?;
 
     let conn = &cfg.tooljet;
-    let ours = match prev.app.as_ref().and_then(|a| a.id.as_deref()) {
+    let ours = match plan::owned_pull_app(prev) {
         Some(id) => {
             conn.client
                 .find_app(&conn.workspace, &format!("id:{id}"))
@@ -54,7 +74,7 @@ pub async fn pull(
         latest: &git.latest,
         last_pulled: prev.last_commit.as_ref(),
         policy: spec.update_policy,
-        requested,
+        requested: requested || adopt,
     });
     let mut outcome = Outcome {
         git: Some(GitStatus {
@@ -64,7 +84,9 @@ pub async fn pull(
         }),
         tracks_updates: true,
         handled_request: requested.then(|| annotation.clone()).flatten(),
+        handled_adopt: adopt.then_some(adopt_value).flatten(),
         handled_generation: requested,
+        owned: plan::pull_ownership(prev, &git.located, ours.as_ref()),
         ..Outcome::new(Reason::UpToDate, "")
     };
     let name = &git.located.app_name;
@@ -87,8 +109,63 @@ pub async fn pull(
             outcome.message = format!("an update of {name} is available at {revision} ({}); updatePolicy is Manual", short(&git.latest.sha));
             Ok(outcome)
         }
-        PullDecision::Import => import(ctx, cfg, &git, None, spec.allow_editing, &revision, outcome).await,
-        PullDecision::Replace { id } => import(ctx, cfg, &git, Some(&id), spec.allow_editing, &revision, outcome).await,
+        PullDecision::Import | PullDecision::Replace { .. } => {
+            let j = plan::new_journal(&git.located, &git.latest, ours.as_ref(), &report::now_rfc3339());
+            let app = swap.start(carry, j.clone(), &git.export, ours.as_ref()).await.map_err(|f| match f {
+                Failure::Problem(p) => Failure::Problem(p.context(format!("pulling {name} from {revision} failed: "))),
+                infra => infra,
+            })?;
+            let done = finished(&j, &app, cfg, ctx, Some(&git.export), if ours.is_some() { "updated" } else { "imported" }).await;
+            Ok(Outcome { git: outcome.git, tracks_updates: true, handled_request: outcome.handled_request, handled_adopt: outcome.handled_adopt, ..done })
+        }
+    }
+}
+
+/// The outcome of a swap that put `app` in place.
+async fn finished(
+    j: &SwapJournal,
+    app: &AppSummary,
+    cfg: &ResolvedConfig,
+    ctx: &Context,
+    export: Option<&serde_json::Value>,
+    verb: &str,
+) -> Outcome {
+    ctx.metrics.pulled();
+    let missing = match export {
+        Some(e) => missing_constants(ctx, cfg, e).await,
+        None => Vec::new(),
+    };
+    let what = if verb.starts_with("finished") {
+        format!("{verb} import of")
+    } else {
+        verb.to_string()
+    };
+    Outcome {
+        app: Some(AppStatus {
+            id: Some(app.id.clone()),
+            name: Some(j.name.clone()),
+            version_id: Some(j.version_id.clone()),
+            version_name: Some(j.version_name.clone()),
+        }),
+        committed: Some(j.commit.clone()),
+        pulled: true,
+        handled_generation: true,
+        tracks_updates: true,
+        missing_constants: missing,
+        owned: Some(Ownership {
+            direction: Some(Direction::Pull),
+            app_id: Some(app.id.clone()),
+            git_app_id: Some(j.git_app_id.clone()),
+        }),
+        ..Outcome::new(
+            Reason::Pulled,
+            format!(
+                "{what} {} version {} from commit {}",
+                j.name,
+                j.version_name,
+                short(&j.commit.sha)
+            ),
+        )
     }
 }
 
@@ -158,80 +235,6 @@ async fn observe_git(
         export,
         latest,
     })
-}
-
-/// Imports the app (`replace`: our app of that id, replaced keeping its name and slug), makes
-/// it read-only unless allowed, and reports the missing constants.
-async fn import(
-    ctx: &Context,
-    cfg: &ResolvedConfig,
-    git: &GitApp,
-    replace: Option<&str>,
-    allow_editing: bool,
-    revision: &str,
-    mut outcome: Outcome,
-) -> Result<Outcome, Failure> {
-    let conn = &cfg.tooljet;
-    let start = Instant::now();
-    let result = match replace {
-        None => {
-            conn.client
-                .import_app(&conn.workspace, &git.export, &git.located.app_name)
-                .await
-        }
-        Some(id) => {
-            conn.client
-                .replace_app(&conn.workspace, id, &git.export)
-                .await
-        }
-    };
-    let op = if replace.is_some() {
-        "replace_app"
-    } else {
-        "import_app"
-    };
-    ctx.metrics
-        .tooljet_call(op, start.elapsed(), result.is_ok());
-    let app: AppSummary = result.map_err(|e| {
-        Problem::from(&e).context(format!(
-            "pulling {} from {revision} failed; the workspace keeps the app it had. ",
-            git.located.app_name
-        ))
-    })?;
-    ctx.metrics.pulled();
-    let mut note = String::new();
-    if !allow_editing {
-        if let Err(e) = conn
-            .client
-            .set_app_editable(&conn.workspace, &app.id, false)
-            .await
-        {
-            note = format!(" (could not make it read-only: {e})");
-        }
-    }
-    let verb = if replace.is_some() {
-        "updated"
-    } else {
-        "imported"
-    };
-    outcome.message = format!(
-        "{verb} {} version {} from commit {} of {revision}{note}",
-        app.name,
-        git.located.version_name,
-        short(&git.latest.sha)
-    );
-    outcome.app = Some(AppStatus {
-        id: Some(app.id.clone()),
-        name: Some(app.name.clone()),
-        version_id: Some(git.located.version_id.clone()),
-        version_name: Some(git.located.version_name.clone()),
-    });
-    outcome.committed = Some(git.latest.clone());
-    outcome.pulled = true;
-    outcome.handled_generation = true;
-    outcome.reason = Reason::Pulled;
-    outcome.missing_constants = missing_constants(ctx, cfg, &git.export).await;
-    Ok(outcome)
 }
 
 /// The constants and secrets the app references that the target workspace lacks; none when

@@ -69,14 +69,22 @@ pub async fn push(
         Some(k) => head_view(ctx, cfg, k, &app.id).await,
         None => HeadView::Unknown,
     };
+    let owned = Some(crate::api::Ownership {
+        direction: Some(crate::api::Direction::Push),
+        app_id: Some(app.id.clone()),
+        git_app_id: Some(app.id.clone()),
+    });
     match plan::plan_push(&facts, known, &view) {
-        PushDecision::UpToDate(outcome) => Ok(*outcome),
+        PushDecision::UpToDate(outcome) => Ok(Outcome { owned, ..*outcome }),
         PushDecision::Commit => {
             let job = push_job(aps, cfg, &app, &exported, export);
             let start = Instant::now();
             let result = ctx.workers.get(cfg.url()).push(job).await;
             ctx.metrics.git_op("push", start.elapsed(), result.is_ok());
-            let outcome = plan::push_outcome(&facts, result?)?;
+            let outcome = Outcome {
+                owned,
+                ..plan::push_outcome(&facts, result?)?
+            };
             if outcome.committed.is_some() {
                 ctx.metrics.pushed(1);
             }

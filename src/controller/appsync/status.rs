@@ -3,8 +3,10 @@
 
 use super::super::report::{self, Note};
 use super::super::{short, Problem};
+use super::swap::Carry;
 use crate::api::{
-    self, types, AppStatus, AppSync, AppSyncStatus, CommitInfo, Condition, GitStatus, Reason,
+    self, types, AppStatus, AppSync, AppSyncStatus, CommitInfo, Condition, GitStatus, Ownership,
+    Reason,
 };
 
 /// What a successful pass found or did.
@@ -32,6 +34,10 @@ pub struct Outcome {
     pub pulled: bool,
     /// Pull: the current spec has been acted on (a later spec change is a new request).
     pub handled_generation: bool,
+    /// Pull: the adopt annotation value handled by this pass.
+    pub handled_adopt: Option<String>,
+    /// What the AppSync owns after this pass (None: unchanged).
+    pub owned: Option<Ownership>,
 }
 
 impl Outcome {
@@ -49,6 +55,8 @@ impl Outcome {
             handled_request: None,
             pulled: false,
             handled_generation: false,
+            handled_adopt: None,
+            owned: None,
         }
     }
 }
@@ -129,11 +137,20 @@ fn outcome_conditions(o: &Outcome) -> Vec<Condition> {
     v
 }
 
-/// The new status: what the previous one recorded, updated by the outcome. Pure.
-pub fn next_status(aps: &AppSync, prev: &AppSyncStatus, ended: &Ended, now: &str) -> AppSyncStatus {
+/// The new status: what the previous one recorded, updated by the outcome, with the swap
+/// journal as the pass leaves it. Pure.
+pub fn next_status(
+    aps: &AppSync,
+    prev: &AppSyncStatus,
+    ended: &Ended,
+    carry: &Carry,
+    now: &str,
+) -> AppSyncStatus {
     let mut status = AppSyncStatus {
         observed_generation: aps.metadata.generation,
         conditions: Vec::new(),
+        swap: carry.swap.clone(),
+        abandoned: carry.abandoned.clone(),
         ..prev.clone()
     };
     if let Ended::Done(o) = ended {
@@ -154,6 +171,12 @@ pub fn next_status(aps: &AppSync, prev: &AppSyncStatus, ended: &Ended, now: &str
         }
         if o.handled_generation {
             status.last_pulled_generation = aps.metadata.generation;
+        }
+        if o.handled_adopt.is_some() {
+            status.last_handled_adopt = o.handled_adopt.clone();
+        }
+        if o.owned.is_some() {
+            status.owned = o.owned.clone();
         }
     }
     status.conditions = api::merge(
@@ -272,7 +295,7 @@ mod tests {
             committed: Some(commit("abcdef1234567890")),
             ..Outcome::new(Reason::Committed, "pushed")
         }));
-        let next = next_status(&aps, &prev, &ended, "t");
+        let next = next_status(&aps, &prev, &ended, &Carry::default(), "t");
         assert_eq!(next.last_commit.as_ref().unwrap().sha, "abcdef1234567890");
         let n = notes(&prev, &next, &ended);
         let reasons: Vec<Reason> = n.iter().map(|n| n.reason).collect();
@@ -286,6 +309,7 @@ mod tests {
                 &aps,
                 &next,
                 &Ended::Done(Box::new(Outcome::new(Reason::Committed, "pushed"))),
+                &Carry::default(),
                 "t",
             ),
             &Ended::Done(Box::new(Outcome::new(Reason::Committed, "pushed"))),
@@ -307,11 +331,17 @@ mod tests {
             tracks_updates: true,
             ..Outcome::new(Reason::UpdateAvailable, "u")
         }));
-        let first = next_status(&aps, &AppSyncStatus::default(), &ended, "t");
+        let first = next_status(
+            &aps,
+            &AppSyncStatus::default(),
+            &ended,
+            &Carry::default(),
+            "t",
+        );
         assert!(notes(&AppSyncStatus::default(), &first, &ended)
             .iter()
             .any(|n| n.reason == Reason::UpdateAvailable));
-        let second = next_status(&aps, &first, &ended, "t");
+        let second = next_status(&aps, &first, &ended, &Carry::default(), "t");
         assert!(notes(&first, &second, &ended).is_empty());
     }
 }

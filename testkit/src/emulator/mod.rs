@@ -309,7 +309,15 @@ impl Emulator {
 
     /// Forgets the request log.
     pub fn clear_requests(&self) {
-        lock(&self.state).requests.clear();
+        let mut st = lock(&self.state);
+        st.requests.clear();
+        st.arrivals.clear();
+    }
+
+    /// Requests as they arrived (status 0), answered or not: a test can act while one is
+    /// still being handled (e.g. kill the client inside a slow write).
+    pub fn arrivals(&self) -> Vec<RequestRecord> {
+        lock(&self.state).arrivals.clone()
     }
 
     /// Invalidates every session (as if they expired); the next internal call gets 401.

@@ -162,6 +162,8 @@ pub(crate) struct State {
     pub sessions: HashMap<String, Session>,
     pub faults: Vec<Fault>,
     pub requests: Vec<RequestRecord>,
+    /// Requests as they arrived, before any fault or handling.
+    pub arrivals: Vec<RequestRecord>,
 }
 
 pub(crate) fn new_id() -> String {
@@ -545,6 +547,7 @@ impl State {
             sessions: HashMap::new(),
             faults: Vec::new(),
             requests: Vec::new(),
+            arrivals: Vec::new(),
         };
         if let Some(ws) = state.workspaces.first().cloned() {
             for i in 0..state.config.seed_apps {

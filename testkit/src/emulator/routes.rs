@@ -114,22 +114,38 @@ pub(crate) fn router(shared: Shared, max_body: usize) -> Router {
         .with_state(shared)
 }
 
-/// Applies injected faults and records every request.
+/// Applies injected faults and records every request. The request is handled in a task of
+/// its own, as a real server does: a client that goes away (a killed operator) does not undo
+/// what the server was doing.
 async fn faults_and_log(State(shared): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let action = lock(&shared).apply_fault(&method, &path);
-    let resp = match action {
-        Some(FaultAction::Status(s)) => nest_error(s, "Injected fault"),
-        Some(FaultAction::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            next.run(req).await
+    let action = {
+        let mut st = lock(&shared);
+        st.arrivals.push(RequestRecord {
+            method: method.clone(),
+            path: path.clone(),
+            status: 0,
+        });
+        st.apply_fault(&method, &path)
+    };
+    let handled = tokio::spawn(async move {
+        match action {
+            Some(FaultAction::Status(s)) => nest_error(s, "Injected fault"),
+            Some(FaultAction::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                next.run(req).await
+            }
+            Some(FaultAction::StatusAfterHandling(s)) => {
+                let _ = next.run(req).await;
+                nest_error(s, "Injected fault after handling")
+            }
+            None => next.run(req).await,
         }
-        Some(FaultAction::StatusAfterHandling(s)) => {
-            let _ = next.run(req).await;
-            nest_error(s, "Injected fault after handling")
-        }
-        None => next.run(req).await,
+    });
+    let resp = match handled.await {
+        Ok(r) => r,
+        Err(_) => nest_error(500, "handler failed"),
     };
     lock(&shared).requests.push(RequestRecord {
         method,
