@@ -763,6 +763,146 @@ async fn api_prefix_in_the_url_is_accepted() {
     assert_eq!(c.server_version().await.unwrap(), "3.16.0");
 }
 
+// ---- hardening: answer limits, quoting, plain http, deadlines -------------------------------
+
+/// Every prefix of `secret` of 8 bytes or more found in `text`.
+fn leaked_prefix(text: &str, secret: &str) -> Option<String> {
+    (8..=secret.len())
+        .map(|k| &secret[..k])
+        .find(|p| text.contains(p))
+        .map(str::to_string)
+}
+
+/// A message of `len` characters with `secret` starting at character `at`.
+fn message_around(secret: &str, at: usize, len: usize) -> String {
+    let mut m = "x".repeat(at);
+    m.push_str(secret);
+    m.push_str(&"y".repeat(len.saturating_sub(m.len())));
+    m
+}
+
+/// A ToolJet stand-in: logs in (cookie `tj_auth_token=<session>`), then answers 500 on every
+/// other call with the secret the request carried (token, cookie or password) inside a long
+/// message, starting at character `at`.
+async fn echoing_server(session: &'static str, at: usize) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn echo(
+        at: usize,
+        session: &'static str,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if body.contains("password") {
+            let password: Value = serde_json::from_str(&body).unwrap_or_default();
+            if password["password"] == "fail-on-purpose-password" {
+                let m = message_around("fail-on-purpose-password", at, 2000);
+                return (StatusCode::BAD_GATEWAY, axum::Json(json!({ "message": m })))
+                    .into_response();
+            }
+            let cookie = format!("tj_auth_token={session}; Path=/; HttpOnly");
+            return (
+                StatusCode::CREATED,
+                [("set-cookie", cookie)],
+                axum::Json(json!({"current_organization_id": "o1"})),
+            )
+                .into_response();
+        }
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let secret = match header("authorization").strip_prefix("Basic ") {
+            Some(token) => token.to_string(),
+            None => header("cookie")
+                .trim_start_matches("tj_auth_token=")
+                .to_string(),
+        };
+        let m = message_around(&secret, at, 2000);
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({ "statusCode": 500, "message": m })),
+        )
+            .into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .fallback(move |headers: HeaderMap, body: String| echo(at, session, headers, body));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn secrets_cut_by_the_message_bound_never_leak_partially() {
+    let token = "tj-ext-straddling-token-0123456789abcdef";
+    let session = "eyJhbGciOiJIUzI1NiJ9.c2Vzc2lvbi1zdHJhZGRsaW5n.c2lnbmF0dXJl";
+    let password = "fail-on-purpose-password";
+    let once = ClientOptions {
+        retries: 0,
+        ..fast()
+    };
+    // Around the 300-character bound, so a cut after quoting would split each secret.
+    for at in [280, 290, 295, 299] {
+        let url = echoing_server(session, at).await;
+        let e = token_client_with(&url, token, once.clone())
+            .list_workspaces()
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "ToolJetServerError", "{e}");
+        let text = format!("{e} {e:?}");
+        assert_eq!(leaked_prefix(&text, token), None, "token at {at}: {text}");
+
+        let session_client = |pw: &str| {
+            Client::with_options(
+                &url,
+                Credentials::Session {
+                    email: "a@b.example".into(),
+                    password: SecretString::from(pw.to_string()),
+                },
+                once.clone(),
+            )
+            .unwrap()
+        };
+        let e = session_client("right-password-0123")
+            .list_workspaces()
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "ToolJetServerError", "{e}");
+        let text = format!("{e} {e:?}");
+        assert_eq!(
+            leaked_prefix(&text, session),
+            None,
+            "cookie at {at}: {text}"
+        );
+
+        let e = session_client(password)
+            .list_workspaces()
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert_eq!(
+            leaked_prefix(&text, password),
+            None,
+            "password at {at}: {text}"
+        );
+    }
+}
+
+fn token_client_with(url: &str, token: &str, options: ClientOptions) -> Client {
+    Client::with_options(
+        url,
+        Credentials::Token(SecretString::from(token.to_string())),
+        options,
+    )
+    .unwrap()
+}
+
 // ---- sessions -------------------------------------------------------------------------------
 
 #[tokio::test]

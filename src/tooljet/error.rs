@@ -284,9 +284,12 @@ fn mentions_version(message: &str) -> bool {
     m.contains("version")
 }
 
-/// Extracts ToolJet's error text from a body: NestJS bodies carry `message` (string or list).
-pub(crate) fn body_message(body: &[u8]) -> String {
-    const MAX: usize = 300;
+/// Longest text from a server quoted in an error, in characters.
+pub(crate) const MAX_QUOTE: usize = 300;
+
+/// Extracts ToolJet's error text from a body (NestJS bodies carry `message`, a string or a
+/// list) and makes it safe to quote with [`quote`].
+pub(crate) fn body_message(body: &[u8], secrets: &[&str]) -> String {
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v) => match v.get("message") {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -308,25 +311,48 @@ pub(crate) fn body_message(body: &[u8]) -> String {
         },
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     };
-    truncate(&text, MAX)
+    quote(&text, secrets, MAX_QUOTE)
 }
 
+/// Text from a server made safe to put into an error: every secret is redacted first and the
+/// result cut to `max` characters after, so a cut can never leave part of a secret behind.
+pub(crate) fn quote(text: &str, secrets: &[&str], max: usize) -> String {
+    truncate(&redact(text, secrets), max)
+}
+
+/// Cuts to `max` characters (never inside a character), marking the cut with `…`.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", text.get(..at).unwrap_or_default()),
     }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}…")
 }
 
-/// Replaces every occurrence of each secret in `text` (secrets shorter than 4 characters are
-/// ignored: they would match everywhere and are refused as credentials anyway).
+/// Secrets shorter than this are not redacted: they would match everywhere and are refused as
+/// credentials anyway.
+const MIN_SECRET: usize = 4;
+
+/// Replaces every occurrence of each secret in `text`, also in its JSON-escaped form (as a
+/// server echoing a JSON request body would show it); longer secrets first, so one containing
+/// another is blanked out whole.
 pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.len() >= 4 {
-            out = out.replace(s, "[REDACTED]");
+    let mut forms: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        forms.push(s.to_string());
+        if let Ok(quoted) = serde_json::to_string(s) {
+            let escaped = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .unwrap_or_default();
+            if escaped != *s {
+                forms.push(escaped.to_string());
+            }
         }
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let mut out = text.to_string();
+    for f in &forms {
+        out = out.replace(f.as_str(), "[REDACTED]");
     }
     out
 }
@@ -380,10 +406,11 @@ mod tests {
 
     #[test]
     fn extracts_messages() {
-        assert_eq!(body_message(br#"{"message":"x","statusCode":400}"#), "x");
-        assert_eq!(body_message(br#"{"message":["a","b"]}"#), "a; b");
-        assert_eq!(body_message(b"plain text"), "plain text");
-        assert_eq!(body_message(&[b'a'; 400]).chars().count(), 301);
+        let m = |body: &[u8]| body_message(body, &[]);
+        assert_eq!(m(br#"{"message":"x","statusCode":400}"#), "x");
+        assert_eq!(m(br#"{"message":["a","b"]}"#), "a; b");
+        assert_eq!(m(b"plain text"), "plain text");
+        assert_eq!(m(&[b'a'; 400]).chars().count(), 301);
     }
 
     #[test]
@@ -392,5 +419,38 @@ mod tests {
             redact("token s3cr3t-token here", &["s3cr3t-token", "ab"]),
             "token [REDACTED] here"
         );
+        // As a server echoing a JSON request body shows it.
+        assert_eq!(
+            redact(r#"{"password":"pa\"ss\\word"}"#, &["pa\"ss\\word"]),
+            r#"{"password":"[REDACTED]"}"#
+        );
+        // A secret containing another is blanked out whole.
+        assert_eq!(
+            redact("x abcd-efgh-ijkl y", &["efgh", "abcd-efgh-ijkl"]),
+            "x [REDACTED] y"
+        );
+    }
+
+    /// Every prefix of `secret` of at least 8 bytes that occurs in `text`.
+    fn leaked_prefix(text: &str, secret: &str) -> Option<String> {
+        (8..=secret.len())
+            .filter_map(|k| secret.get(..k))
+            .find(|p| text.contains(p))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn redacts_before_truncating_so_no_part_of_a_secret_leaks() {
+        let secret = "tj-ext-0123456789abcdef0123456789abcdef";
+        // The secret straddles the quoting bound at every offset around it.
+        for start in (MAX_QUOTE - secret.len())..=MAX_QUOTE {
+            let text = format!("{}{secret} and more text after it", "x".repeat(start));
+            let body = serde_json::to_vec(&serde_json::json!({ "message": text })).unwrap();
+            let quoted = body_message(&body, &[secret]);
+            assert_eq!(leaked_prefix(&quoted, secret), None, "at {start}: {quoted}");
+            assert!(quoted.chars().count() <= MAX_QUOTE + 1);
+            let plain = body_message(text.as_bytes(), &[secret]);
+            assert_eq!(leaked_prefix(&plain, secret), None, "at {start}: {plain}");
+        }
     }
 }

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
 use super::Client;
-use crate::tooljet::error::redact;
+use crate::tooljet::error::{body_message, quote, MAX_QUOTE};
 use crate::tooljet::Error;
+
+/// How many session tokens are remembered for redaction (the current one and a few before).
+const REMEMBERED_TOKENS: usize = 4;
 
 /// A successful answer.
 pub(crate) struct Reply {
@@ -86,16 +89,37 @@ impl Client {
         Ok(u)
     }
 
-    /// `text` with the credentials and the session token blanked out.
-    pub(super) fn redact(&self, text: &str) -> String {
+    /// Everything secret the client knows: the credentials and the session tokens it was
+    /// given (kept apart from the session lock, so redaction never waits or misses one).
+    fn secrets(&self) -> Vec<String> {
         let mut secrets = self.inner.credentials.secrets();
-        if let Ok(guard) = self.inner.session.try_lock() {
-            if let Some(s) = guard.as_ref() {
-                secrets.push(s.token.expose_secret().to_string());
-            }
+        if let Ok(tokens) = self.inner.issued_tokens.lock() {
+            secrets.extend(tokens.iter().map(|t| t.expose_secret().to_string()));
         }
+        secrets
+    }
+
+    /// Remembers a session token ToolJet issued, so texts quoted later are scrubbed of it.
+    pub(super) fn remember_token(&self, token: &SecretString) {
+        if let Ok(mut tokens) = self.inner.issued_tokens.lock() {
+            tokens.push(token.clone());
+            let excess = tokens.len().saturating_sub(REMEMBERED_TOKENS);
+            tokens.drain(..excess);
+        }
+    }
+
+    /// Text from the server or the network, redacted, then cut to `max` characters.
+    pub(super) fn quote(&self, text: &str, max: usize) -> String {
+        let secrets = self.secrets();
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        redact(text, &refs)
+        quote(text, &refs, max)
+    }
+
+    /// The error text of an unsuccessful answer, redacted and bounded.
+    pub(super) fn quote_body(&self, answer: &Answer) -> String {
+        let secrets = self.secrets();
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        body_message(&answer.body, &refs)
     }
 
     /// Wait before retry `attempt + 1`: the configured backoff, doubling, capped.
@@ -142,7 +166,7 @@ impl Client {
         } else {
             Error::Transport {
                 route: route.to_string(),
-                detail: self.redact(&error_chain(&e)),
+                detail: self.quote(&error_chain(&e), MAX_QUOTE),
             }
         }
     }

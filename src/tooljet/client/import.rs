@@ -139,6 +139,7 @@ impl Client {
         let (id, name) =
             wire::parse_session_import(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
         if name != app_name {
+            let name = self.quote(&name, 100);
             // Some ToolJet versions rename on conflict instead of failing; undo that.
             tracing::warn!(%name, "ToolJet imported under another name; removing it");
             if let Err(e) = self.delete_app(ws, &id).await {

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     options: ClientOptions,
     version: OnceCell<String>,
     session: Mutex<Option<Session>>,
+    /// Session tokens ToolJet issued, for redaction only.
+    issued_tokens: std::sync::Mutex<Vec<SecretString>>,
 }
 
 /// A logged-in ToolJet session (session credentials only).
@@ -100,6 +102,7 @@ impl Client {
                 options,
                 version: OnceCell::new(),
                 session: Mutex::new(None),
+                issued_tokens: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::http::{invalid, sensitive, Reply};
 use super::{Client, Session};
-use crate::tooljet::error::{body_message, classify_status, ErrorContext, RouteKind};
+use crate::tooljet::error::{classify_status, ErrorContext, RouteKind};
 use crate::tooljet::{wire, Credentials, Error, Resource};
 
 /// Name of ToolJet's session cookie (`server/src/modules/session/util.service.ts`).
@@ -89,7 +89,9 @@ impl Client {
         };
         let reply = self.login_with_retries(&login).await?;
         let route = login.route;
-        session_from(&reply, &route, org, previous)
+        let session = session_from(&reply, &route, org, previous)?;
+        self.remember_token(&session.token);
+        Ok(session)
     }
 
     /// The login, repeated after transient failures like an idempotent call.
@@ -148,7 +150,7 @@ impl Client {
         Err(classify_status(
             answer.status.as_u16(),
             &ctx,
-            &self.redact(&body_message(&answer.body)),
+            &self.quote_body(&answer),
         ))
     }
 }

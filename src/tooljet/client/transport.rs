@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::http::{invalid, sensitive, Answer, Reply};
 use super::session::AUTH_COOKIE;
 use super::Client;
-use crate::tooljet::error::{body_message, classify_status, truncate, ErrorContext, RouteKind};
+use crate::tooljet::error::{classify_status, ErrorContext, RouteKind};
 use crate::tooljet::{Credentials, Error, Resource};
 
 /// Header selecting the workspace of an internal call (`session/jwt/jwt.strategy.ts`).
@@ -202,11 +202,11 @@ impl Client {
                 format!(
                     "redirected ({}) to {}; use the final URL (often https://) in spec.tooljet.url",
                     status.as_u16(),
-                    truncate(location, 200)
+                    self.quote(location, 200)
                 ),
             );
         }
-        let message = self.redact(&body_message(&answer.body));
+        let message = self.quote_body(answer);
         match classify_status(status.as_u16(), &self.context(call, path), &message) {
             Error::PayloadTooLarge { limit, .. } => Error::PayloadTooLarge {
                 size: call.body.as_ref().map(|b| b.len() as u64),
