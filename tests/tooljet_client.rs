@@ -3,8 +3,11 @@
 //! never show up in errors, Debug output or logs. Everything listens on 127.0.0.1 only.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -764,6 +767,195 @@ async fn api_prefix_in_the_url_is_accepted() {
 }
 
 // ---- hardening: answer limits, quoting, plain http, deadlines -------------------------------
+
+/// What a raw loopback server does with every connection.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// Answers this status with an endless chunked body.
+    Endless(u16),
+    /// Answers 200 with a body declared (and sent) as this many bytes.
+    Declared(usize),
+}
+
+/// A raw HTTP/1.1 server on 127.0.0.1; returns its URL and how many body bytes it wrote.
+async fn raw_server(mode: Raw) -> (String, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(raw_connection(sock, mode, counter.clone()));
+        }
+    });
+    (format!("http://{addr}"), written)
+}
+
+async fn raw_connection(mut sock: tokio::net::TcpStream, mode: Raw, written: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let _ = sock.read(&mut buf).await;
+    let chunk = vec![b'a'; 64 * 1024];
+    match mode {
+        Raw::Endless(status) => {
+            let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
+            let framed = [
+                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                chunk.clone(),
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // Throttled (at most ~32 MB/s), so even a client without a limit would not
+            // exhaust the machine during the test's timeout.
+            while sock.write_all(&framed).await.is_ok() {
+                written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        Raw::Declared(len) => {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n");
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if sock.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                written.fetch_add(n as u64, Ordering::Relaxed);
+                left -= n;
+            }
+        }
+    }
+}
+
+fn token_client(url: &str, options: ClientOptions) -> Client {
+    Client::with_options(
+        url,
+        Credentials::Token(SecretString::from("tok-hardening-0123456789")),
+        options,
+    )
+    .unwrap()
+}
+
+/// Waits until the server stops writing (the client hung up), returning the bytes written.
+async fn settled(written: &AtomicU64) -> u64 {
+    let mut last = written.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = written.load(Ordering::Relaxed);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn endless_answers_stop_at_the_limit() {
+    const LIMIT: u64 = 1024 * 1024;
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(10),
+        retries: 0,
+        max_answer_bytes: LIMIT,
+        ..fast()
+    };
+    // A successful answer that never ends.
+    let (url, written) = raw_server(Raw::Endless(200)).await;
+    let started = Instant::now();
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::AnswerTooLarge { limit: LIMIT, .. }),
+        "{e}"
+    );
+    assert_eq!(e.reason(), "ToolJetInvalidResponse");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let total = settled(&written).await;
+    assert!(total < 32 * LIMIT, "the client kept reading: {total} bytes");
+
+    // A declared length above the limit is not read at all.
+    let (url, written) = raw_server(Raw::Declared(8 * LIMIT as usize)).await;
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::AnswerTooLarge { .. }), "{e}");
+    assert!(settled(&written).await < 8 * LIMIT);
+
+    // An error answer that never ends keeps its meaning (a transient 5xx), quoted briefly.
+    let (url, written) = raw_server(Raw::Endless(503)).await;
+    let started = Instant::now();
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Server { status: 503, .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(e.to_string().len() < 1000, "{e}");
+    assert!(settled(&written).await < 32 * LIMIT);
+
+    // The login answer has a limit too.
+    let (url, _) = raw_server(Raw::Endless(201)).await;
+    let c = Client::with_options(
+        &url,
+        Credentials::Session {
+            email: "a@b.example".into(),
+            password: SecretString::from("pw-endless-0123"),
+        },
+        opts,
+    )
+    .unwrap();
+    let e = c.list_workspaces().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::AnswerTooLarge { route, .. } if route.contains("/api/authenticate")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn exports_have_their_own_larger_limit() {
+    let emu = emulator().await;
+    let app = emu.create_app("Big", None).unwrap();
+    emu.edit_app(&app.id, |c| c["bigStaticData"] = json!("x".repeat(3 << 20)))
+        .unwrap();
+    let roomy = ClientOptions {
+        max_answer_bytes: 1 << 20,
+        max_export_bytes: 8 << 20,
+        ..fast()
+    };
+    let tight = ClientOptions {
+        max_export_bytes: 1 << 20,
+        ..roomy.clone()
+    };
+    for mode in MODES {
+        let ws = default_ws(&emu);
+        let export = client_with(&emu, mode, roomy.clone())
+            .export_app(&ws, &app.id, None)
+            .await
+            .unwrap();
+        assert!(serde_json::to_vec(&export).unwrap().len() > 3 << 20);
+        let Err(e) = client_with(&emu, mode, tight.clone())
+            .export_app(&ws, &app.id, None)
+            .await
+        else {
+            panic!("{mode:?}: the export was read past the limit");
+        };
+        assert!(
+            matches!(e, Error::AnswerTooLarge { limit, .. } if limit == 1 << 20),
+            "{mode:?}: {e}"
+        );
+    }
+}
 
 /// Every prefix of `secret` of 8 bytes or more found in `text`.
 fn leaked_prefix(text: &str, secret: &str) -> Option<String> {

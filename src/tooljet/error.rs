@@ -83,6 +83,9 @@ pub enum Error {
     /// ToolJet answered something this client does not understand.
     #[error("unexpected answer from ToolJet on {route}: {detail}; check that spec.tooljet.url points at ToolJet (not a proxy or login page) and that its version is supported")]
     InvalidResponse { route: String, detail: String },
+    /// The answer is larger than the client reads for its route; reading stopped there.
+    #[error("ToolJet's answer to {route} is larger than {limit} bytes, so it was not read further; check that spec.tooljet.url points at ToolJet itself (not a proxy or another service); an app whose export is this large could not be imported by ToolJet anyway (50 MB limit)")]
+    AnswerTooLarge { route: String, limit: u64 },
     /// The export JSON handed to an import is not a ToolJet export.
     #[error(
         "the app definition is not a ToolJet export: {detail}; export the app again with ToolJet"
@@ -125,7 +128,9 @@ impl Error {
             Error::Rejected { .. } => Reason::ToolJetRejected,
             Error::Timeout { .. } => Reason::ToolJetTimeout,
             Error::Transport { .. } => Reason::ToolJetUnreachable,
-            Error::InvalidResponse { .. } => Reason::ToolJetInvalidResponse,
+            Error::InvalidResponse { .. } | Error::AnswerTooLarge { .. } => {
+                Reason::ToolJetInvalidResponse
+            }
             Error::InvalidExport { .. } => Reason::InvalidExport,
             Error::InvalidName { .. } => Reason::InvalidAppName,
             Error::InvalidCredentials { .. } => Reason::InvalidCredentials,
@@ -288,8 +293,9 @@ fn mentions_version(message: &str) -> bool {
 pub(crate) const MAX_QUOTE: usize = 300;
 
 /// Extracts ToolJet's error text from a body (NestJS bodies carry `message`, a string or a
-/// list) and makes it safe to quote with [`quote`].
-pub(crate) fn body_message(body: &[u8], secrets: &[&str]) -> String {
+/// list) and makes it safe to quote with [`quote`]. `cut_short`: `body` is only the first part
+/// of a longer answer (the rest was not read).
+pub(crate) fn body_message(body: &[u8], secrets: &[&str], cut_short: bool) -> String {
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v) => match v.get("message") {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -311,13 +317,19 @@ pub(crate) fn body_message(body: &[u8], secrets: &[&str]) -> String {
         },
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     };
-    quote(&text, secrets, MAX_QUOTE)
+    quote(&text, secrets, MAX_QUOTE, cut_short)
 }
 
 /// Text from a server made safe to put into an error: every secret is redacted first and the
 /// result cut to `max` characters after, so a cut can never leave part of a secret behind.
-pub(crate) fn quote(text: &str, secrets: &[&str], max: usize) -> String {
-    truncate(&redact(text, secrets), max)
+/// `cut_short`: `text` is a prefix of a longer text, so a secret's beginning at its very end
+/// (the rest lying beyond the cut) is dropped as well.
+pub(crate) fn quote(text: &str, secrets: &[&str], max: usize, cut_short: bool) -> String {
+    let mut out = redact(text, secrets);
+    if cut_short {
+        drop_partial_secret(&mut out, secrets);
+    }
+    truncate(&out, max)
 }
 
 /// Cuts to `max` characters (never inside a character), marking the cut with `…`.
@@ -355,6 +367,24 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
         out = out.replace(f.as_str(), "[REDACTED]");
     }
     out
+}
+
+/// Removes the beginning of a secret from the end of `text` (and a broken character before
+/// it, left by a cut inside a multi-byte character).
+fn drop_partial_secret(text: &mut String, secrets: &[&str]) {
+    let kept = text.trim_end_matches(char::REPLACEMENT_CHARACTER).len();
+    text.truncate(kept);
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        let longest = (1..s.len())
+            .rev()
+            .filter_map(|k| s.get(..k))
+            .find(|prefix| text.ends_with(prefix));
+        if let Some(prefix) = longest {
+            let keep = text.len().saturating_sub(prefix.len());
+            text.truncate(keep);
+            text.push_str("[REDACTED]");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -406,7 +436,7 @@ mod tests {
 
     #[test]
     fn extracts_messages() {
-        let m = |body: &[u8]| body_message(body, &[]);
+        let m = |body: &[u8]| body_message(body, &[], false);
         assert_eq!(m(br#"{"message":"x","statusCode":400}"#), "x");
         assert_eq!(m(br#"{"message":["a","b"]}"#), "a; b");
         assert_eq!(m(b"plain text"), "plain text");
@@ -446,11 +476,37 @@ mod tests {
         for start in (MAX_QUOTE - secret.len())..=MAX_QUOTE {
             let text = format!("{}{secret} and more text after it", "x".repeat(start));
             let body = serde_json::to_vec(&serde_json::json!({ "message": text })).unwrap();
-            let quoted = body_message(&body, &[secret]);
+            let quoted = body_message(&body, &[secret], false);
             assert_eq!(leaked_prefix(&quoted, secret), None, "at {start}: {quoted}");
             assert!(quoted.chars().count() <= MAX_QUOTE + 1);
-            let plain = body_message(text.as_bytes(), &[secret]);
+            let plain = body_message(text.as_bytes(), &[secret], false);
             assert_eq!(leaked_prefix(&plain, secret), None, "at {start}: {plain}");
         }
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_read_limit_is_dropped() {
+        let secret = "session-token-0123456789abcdef";
+        for k in 1..secret.len() {
+            // Whitespace before it, so the cut secret would be all that is left after trimming.
+            let body = format!("{}{}", " ".repeat(500), &secret[..k]);
+            let quoted = body_message(body.as_bytes(), &[secret], true);
+            assert!(!quoted.contains(&secret[..k]), "{k}: {quoted}");
+        }
+        // A multi-byte secret cut inside a character.
+        let secret = "pässwörd-geheim-1234";
+        let cut = &secret.as_bytes()[..2];
+        let quoted = body_message(cut, &[secret], true);
+        assert!(!quoted.contains('p'), "{quoted}");
+    }
+
+    #[test]
+    fn new_variants_have_reasons_and_transience() {
+        let a = Error::AnswerTooLarge {
+            route: "GET /api/apps".into(),
+            limit: 10,
+        };
+        assert_eq!(a.reason(), "ToolJetInvalidResponse");
+        assert!(!a.is_transient());
     }
 }

@@ -79,6 +79,16 @@ pub struct WorkspaceConstant {
     pub kind: ConstantKind,
 }
 
+/// Largest successful answer read from ordinary routes (lists, app objects, login); the app
+/// list of a workspace with thousands of apps and versions fits.
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Largest export read; above ToolJet's 50 MB import limit, so every importable app fits.
+pub const DEFAULT_MAX_EXPORT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest error body read; only its message is quoted, so the rest is not needed.
+pub const DEFAULT_MAX_ERROR_BYTES: u64 = 64 * 1024;
+
 /// Tunables of a [`Client`]; the defaults suit production.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -94,6 +104,13 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Largest request body sent; larger ones fail with [`Error::PayloadTooLarge`].
     pub max_body_bytes: u64,
+    /// Largest successful answer read, except exports; larger ones fail with
+    /// [`Error::AnswerTooLarge`] and are not read further.
+    pub max_answer_bytes: u64,
+    /// Largest export read (export routes only).
+    pub max_export_bytes: u64,
+    /// Largest part of an error answer read; the rest is dropped unread.
+    pub max_error_bytes: u64,
 }
 
 impl Default for ClientOptions {
@@ -105,6 +122,9 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            max_export_bytes: DEFAULT_MAX_EXPORT_BYTES,
+            max_error_bytes: DEFAULT_MAX_ERROR_BYTES,
         }
     }
 }

@@ -148,6 +148,7 @@ impl Client {
                 &["ext", "export", "workspace", &ws.id, "apps", app_id],
             )
             .idempotent()
+            .export_answer()
             .about(Resource::App, app_id);
             if let Some(wanted) = version {
                 let apps = self.list_app_rows(ws).await?;
@@ -175,6 +176,7 @@ impl Client {
         )
         .org(&ws.id)
         .idempotent()
+        .export_answer()
         .about(Resource::App, app_id)
         .json(&json!({ "organization_id": ws.id, "app": [entry] }))?;
         self.send_json(&call).await

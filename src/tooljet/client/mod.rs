@@ -74,7 +74,7 @@ impl Client {
         Client::with_options(base_url, credentials, ClientOptions::default())
     }
 
-    /// Like [`Client::new`] with explicit timeouts, retries and body limit.
+    /// Like [`Client::new`] with explicit timeouts, retries and size limits.
     pub fn with_options(
         base_url: &str,
         credentials: Credentials,

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::http::{invalid, sensitive, Reply};
+use super::http::{invalid, sensitive, AnswerSize, Reply};
 use super::{Client, Session};
 use crate::tooljet::error::{classify_status, ErrorContext, RouteKind};
 use crate::tooljet::{wire, Credentials, Error, Resource};
@@ -123,7 +123,7 @@ impl Client {
                 sensitive(&format!("{AUTH_COOKIE}={}", prev.token.expose_secret()))?,
             );
         }
-        let answer = self.exchange(rb, &login.route).await?;
+        let answer = self.exchange(rb, &login.route, AnswerSize::Small).await?;
         if answer.status.is_success() {
             return Ok(Reply {
                 headers: answer.headers,

@@ -1,13 +1,13 @@
 //! One ToolJet call: how operations describe it ([`Call`]), and how it is sent: auth for the
-//! route kind, body limit, timeout, retries of idempotent calls, one re-login on 401 in
-//! session mode, and the mapping of error statuses to [`Error`].
+//! route kind, body and answer limits, timeout, retries of idempotent calls, one re-login on
+//! 401 in session mode, and the mapping of error statuses to [`Error`].
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION};
 use reqwest::{Method, RequestBuilder};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use super::http::{invalid, sensitive, Answer, Reply};
+use super::http::{invalid, sensitive, Answer, AnswerSize, Reply};
 use super::session::AUTH_COOKIE;
 use super::Client;
 use crate::tooljet::error::{classify_status, ErrorContext, RouteKind};
@@ -26,6 +26,7 @@ pub(crate) struct Call {
     /// Workspace for `tj-workspace-id` (internal routes); `None` = the session's default.
     org: Option<String>,
     idempotent: bool,
+    answer: AnswerSize,
     resource: Resource,
     what: String,
     name: Option<String>,
@@ -43,6 +44,7 @@ impl Call {
             kind,
             org: None,
             idempotent,
+            answer: AnswerSize::Small,
             resource: Resource::Other,
             what: String::new(),
             name: None,
@@ -66,6 +68,11 @@ impl Call {
     /// Marks a non-GET call as safe to repeat (e.g. an export, which only reads).
     pub(crate) fn idempotent(mut self) -> Call {
         self.idempotent = true;
+        self
+    }
+    /// The answer is an export, read up to `max_export_bytes` instead of `max_answer_bytes`.
+    pub(crate) fn export_answer(mut self) -> Call {
+        self.answer = AnswerSize::Export;
         self
     }
     pub(crate) fn about(mut self, resource: Resource, what: &str) -> Call {
@@ -142,7 +149,7 @@ impl Client {
                 .body(body.clone());
         }
         let started = std::time::Instant::now();
-        let answer = self.exchange(rb, &route).await?;
+        let answer = self.exchange(rb, &route, call.answer).await?;
         tracing::debug!(%route, status = answer.status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "ToolJet call");
         if answer.status.is_success() {
             return Ok(Reply {
