@@ -771,6 +771,8 @@ async fn api_prefix_in_the_url_is_accepted() {
 /// What a raw loopback server does with every connection.
 #[derive(Clone, Copy)]
 enum Raw {
+    /// Accepts and reads the request, then never answers.
+    Silent,
     /// Answers this status with an endless chunked body.
     Endless(u16),
     /// Answers 200 with a body declared (and sent) as this many bytes.
@@ -796,6 +798,7 @@ async fn raw_connection(mut sock: tokio::net::TcpStream, mode: Raw, written: Arc
     let _ = sock.read(&mut buf).await;
     let chunk = vec![b'a'; 64 * 1024];
     match mode {
+        Raw::Silent => tokio::time::sleep(Duration::from_secs(600)).await,
         Raw::Endless(status) => {
             let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
             let framed = [
@@ -1093,6 +1096,109 @@ fn token_client_with(url: &str, token: &str, options: ClientOptions) -> Client {
         options,
     )
     .unwrap()
+}
+
+#[tokio::test]
+async fn a_silent_tooljet_fails_within_the_deadline() {
+    let (url, _) = raw_server(Raw::Silent).await;
+    // Without an overall deadline, six attempts of 1 s each would take over 6 s.
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(1),
+        retries: 5,
+        backoff: Duration::from_millis(10),
+        deadline: Duration::from_millis(1500),
+        ..fast()
+    };
+    let started = Instant::now();
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "ToolJetTimeout", "{e}");
+    assert!(e.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The session login and its retries fall under the same deadline.
+    let c = Client::with_options(
+        &url,
+        Credentials::Session {
+            email: "a@b.example".into(),
+            password: SecretString::from("pw-silent-0123"),
+        },
+        opts,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = c.list_workspaces().await.unwrap_err();
+    assert_eq!(e.reason(), "ToolJetTimeout", "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_paginated_listing_has_one_deadline() {
+    let emu = emulator_with(|c| {
+        c.page_size = 1;
+        c.seed_apps = 12;
+    })
+    .await;
+    // Each page is quick enough on its own; all twelve together are not.
+    emu.inject(Fault::delay("GET", "/api/apps", Duration::from_millis(300)).times(100));
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(2),
+        deadline: Duration::from_secs(1),
+        ..fast()
+    };
+    let c = client_with(&emu, Mode::Session, opts);
+    let started = Instant::now();
+    let e = c.find_app(&default_ws(&emu), "Nowhere").await.unwrap_err();
+    assert!(matches!(e, Error::Deadline { .. }), "{e}");
+    assert_eq!(e.reason(), "ToolJetTimeout");
+    assert!(e.to_string().contains("within 1s"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(count(&emu, "GET", "/api/apps") < 12);
+}
+
+#[tokio::test]
+async fn connecting_has_its_own_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so connecting
+    // hangs (on 127.0.0.1, like a firewall dropping packets).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _filler = std::net::TcpStream::connect(addr).unwrap();
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_millis(300),
+        retries: 0,
+        ..fast()
+    };
+    let started = Instant::now();
+    let e = token_client(&format!("http://{addr}"), opts)
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout { after, .. } if after == Duration::from_millis(300)),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(listener);
 }
 
 // ---- sessions -------------------------------------------------------------------------------

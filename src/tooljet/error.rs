@@ -77,6 +77,9 @@ pub enum Error {
     /// No answer within the configured timeout.
     #[error("ToolJet did not answer {route} within {}s; check that ToolJet is healthy and not overloaded", after.as_secs_f32())]
     Timeout { route: String, after: Duration },
+    /// An operation of several calls (pages, retries, logins) ran past the client's deadline.
+    #[error("{operation} did not finish within {}s (the client's overall deadline); check that ToolJet is healthy and not overloaded", after.as_secs_f32())]
+    Deadline { operation: String, after: Duration },
     /// Connection-level failure (DNS, refused, TLS, reset).
     #[error("cannot reach ToolJet ({route}): {detail}; check spec.tooljet.url, DNS, TLS and network policies")]
     Transport { route: String, detail: String },
@@ -126,7 +129,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => Reason::PayloadTooLarge,
             Error::Server { .. } => Reason::ToolJetServerError,
             Error::Rejected { .. } => Reason::ToolJetRejected,
-            Error::Timeout { .. } => Reason::ToolJetTimeout,
+            Error::Timeout { .. } | Error::Deadline { .. } => Reason::ToolJetTimeout,
             Error::Transport { .. } => Reason::ToolJetUnreachable,
             Error::InvalidResponse { .. } | Error::AnswerTooLarge { .. } => {
                 Reason::ToolJetInvalidResponse
@@ -142,7 +145,10 @@ impl Error {
     /// Whether retrying the same call later may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Server { .. } | Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Server { .. }
+            | Error::Timeout { .. }
+            | Error::Deadline { .. }
+            | Error::Transport { .. } => true,
             Error::Rejected { status, .. } => *status == 429,
             _ => false,
         }
@@ -502,6 +508,12 @@ mod tests {
 
     #[test]
     fn new_variants_have_reasons_and_transience() {
+        let d = Error::Deadline {
+            operation: "listing the apps".into(),
+            after: Duration::from_secs(2),
+        };
+        assert_eq!(d.reason(), "ToolJetTimeout");
+        assert!(d.is_transient());
         let a = Error::AnswerTooLarge {
             route: "GET /api/apps".into(),
             limit: 10,

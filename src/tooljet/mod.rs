@@ -96,6 +96,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Timeout of establishing a connection.
     pub connect_timeout: Duration,
+    /// Upper bound of one operation with all its requests, retries, backoffs and logins
+    /// (e.g. every page of a listing), so a slow ToolJet cannot stall a reconcile for long.
+    pub deadline: Duration,
     /// Extra attempts for idempotent calls (GET, exports) after a transient failure.
     pub retries: u32,
     /// First backoff between retries; doubles per attempt.
@@ -118,6 +121,7 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(300),
             retries: 3,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),

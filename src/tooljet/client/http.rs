@@ -1,8 +1,9 @@
 //! HTTP primitives shared by every call and by the session login: API URLs, one request and
-//! its answer read up to a size limit, transport errors, redaction of credentials, and the
-//! retry backoff. Kept below both so that the login (which authenticated calls need) does not
-//! depend on them.
+//! its answer read up to a size limit, transport errors, redaction of credentials, the retry
+//! backoff and the overall deadline. Kept below both so that the login (which authenticated
+//! calls need) does not depend on them.
 
+use std::future::Future;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -141,6 +142,22 @@ impl Client {
         body_message(&answer.body, &refs, answer.cut_short)
     }
 
+    /// Runs `op` within the overall deadline, so a sequence of calls (pages, retries,
+    /// logins) ends in bounded time however each call behaves.
+    pub(super) async fn within<T>(
+        &self,
+        operation: impl FnOnce() -> String,
+        op: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let after = self.inner.options.deadline;
+        tokio::time::timeout(after, op).await.unwrap_or_else(|_| {
+            Err(Error::Deadline {
+                operation: operation(),
+                after,
+            })
+        })
+    }
+
     /// Wait before retry `attempt + 1`: the configured backoff, doubling, capped.
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
@@ -226,7 +243,11 @@ impl Client {
         if e.is_timeout() {
             Error::Timeout {
                 route: route.to_string(),
-                after: self.inner.options.timeout,
+                after: if e.is_connect() {
+                    self.inner.options.connect_timeout
+                } else {
+                    self.inner.options.timeout
+                },
             }
         } else {
             Error::Transport {

@@ -43,6 +43,19 @@ impl Client {
         export: &Value,
         app_name: &str,
     ) -> Result<AppSummary, Error> {
+        self.within(
+            || "importing the app".into(),
+            self.checked_import(ws, export, app_name),
+        )
+        .await
+    }
+
+    async fn checked_import(
+        &self,
+        ws: &Workspace,
+        export: &Value,
+        app_name: &str,
+    ) -> Result<AppSummary, Error> {
         let parts = wire::check_export(export).map_err(|detail| Error::InvalidExport { detail })?;
         check_app_name(app_name)?;
         let server = self.check_version(parts.tooljet_version).await?;

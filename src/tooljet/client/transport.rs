@@ -1,6 +1,7 @@
 //! One ToolJet call: how operations describe it ([`Call`]), and how it is sent: auth for the
 //! route kind, body and answer limits, timeout, retries of idempotent calls, one re-login on
-//! 401 in session mode, and the mapping of error statuses to [`Error`].
+//! 401 in session mode, all within the overall deadline, and the mapping of error statuses
+//! to [`Error`].
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION};
 use reqwest::{Method, RequestBuilder};
@@ -92,8 +93,14 @@ impl Call {
 
 impl Client {
     /// Sends a call: auth, body limit, timeout, retries of idempotent calls on transient
-    /// failures, one re-login on 401 in session mode, status -> [`Error`] mapping.
+    /// failures, one re-login on 401 in session mode, status -> [`Error`] mapping; all of it
+    /// within the overall deadline.
     pub(crate) async fn send(&self, call: &Call) -> Result<Reply, Error> {
+        self.within(|| self.route_of(call), self.send_with_retries(call))
+            .await
+    }
+
+    async fn send_with_retries(&self, call: &Call) -> Result<Reply, Error> {
         if let Some(body) = &call.body {
             let size = body.len() as u64;
             if size > self.inner.options.max_body_bytes {

@@ -19,7 +19,12 @@ impl Client {
     pub async fn server_version(&self) -> Result<String, Error> {
         self.inner
             .version
-            .get_or_try_init(|| self.fetch_version())
+            .get_or_try_init(|| {
+                self.within(
+                    || "reading the ToolJet version".into(),
+                    self.fetch_version(),
+                )
+            })
             .await
             .cloned()
     }
@@ -71,6 +76,14 @@ impl Client {
     /// with `GET /api/v2/ext/workspaces/:workspaceIdentifier` (newest EE; `external-apis/AGENTS.md`
     /// "resolveWorkspaceByIdentifier tries id → slug → name").
     pub async fn resolve_workspace(&self, ident: &str) -> Result<Workspace, Error> {
+        self.within(
+            || "finding the workspace".into(),
+            self.find_workspace(ident),
+        )
+        .await
+    }
+
+    async fn find_workspace(&self, ident: &str) -> Result<Workspace, Error> {
         let list = self.list_workspaces().await?;
         if let Some(w) = wire::match_workspace(&list, ident) {
             return Ok(w.clone());
