@@ -1201,6 +1201,58 @@ async fn connecting_has_its_own_timeout() {
     drop(listener);
 }
 
+#[tokio::test]
+async fn a_server_claiming_endless_pages_is_read_once() {
+    use axum::http::StatusCode;
+    let pages = Arc::new(AtomicU64::new(0));
+    let seen = pages.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/authenticate",
+            axum::routing::post(|| async {
+                (
+                    StatusCode::CREATED,
+                    [("set-cookie", "tj_auth_token=jwt-pages-0123; Path=/")],
+                    axum::Json(json!({"current_organization_id": "o1"})),
+                )
+            }),
+        )
+        .route(
+            "/api/apps",
+            axum::routing::get(move || {
+                seen.fetch_add(1, Ordering::Relaxed);
+                async {
+                    axum::Json(json!({
+                        "apps": [{"id": "a1", "name": "Same"}],
+                        "meta": {"total_pages": u64::MAX, "total_count": u64::MAX}
+                    }))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let c = Client::with_options(
+        &format!("http://{addr}"),
+        Credentials::Session {
+            email: "a@b.example".into(),
+            password: SecretString::from("pw-pages-0123"),
+        },
+        fast(),
+    )
+    .unwrap();
+    let ws = Workspace {
+        id: "o1".into(),
+        name: "W".into(),
+        slug: None,
+    };
+    assert_eq!(c.find_app(&ws, "Nowhere").await.unwrap(), None);
+    // Page 2 repeated page 1, so the listing stopped there.
+    assert_eq!(pages.load(Ordering::Relaxed), 2);
+}
+
 // ---- sessions -------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -507,6 +507,24 @@ mod tests {
     }
 
     #[test]
+    fn multi_byte_text_is_cut_on_character_boundaries() {
+        let text = "é".repeat(400);
+        let quoted = body_message(text.as_bytes(), &[], false);
+        assert_eq!(quoted.chars().count(), MAX_QUOTE + 1);
+        assert!(quoted.ends_with("é…"));
+        // A body cut inside a character by the read limit.
+        let cut = &text.as_bytes()[..601];
+        let quoted = body_message(cut, &[], true);
+        assert!(quoted.chars().count() <= MAX_QUOTE + 1);
+        for max in 0..5 {
+            assert!(truncate("日本語テキスト", max).chars().count() <= max + 1);
+        }
+        assert_eq!(truncate("日本", 2), "日本");
+        assert_eq!(truncate("日本語", 2), "日本…");
+        assert_eq!(truncate("", 0), "");
+    }
+
+    #[test]
     fn new_variants_have_reasons_and_transience() {
         let d = Error::Deadline {
             operation: "listing the apps".into(),

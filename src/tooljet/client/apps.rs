@@ -52,7 +52,8 @@ impl Client {
             let v = self.send_json(&call).await?;
             return wire::parse_ext_apps(&v).map_err(|d| invalid(&self.route_of(&call), d));
         }
-        let mut all = Vec::new();
+        let mut all: Vec<AppSummary> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut page = 1u64;
         loop {
             let call = Call::new(Method::GET, RouteKind::Internal, &["apps"])
@@ -63,12 +64,17 @@ impl Client {
             let v = self.send_json(&call).await?;
             let (apps, pages) =
                 wire::parse_internal_app_page(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
-            let empty = apps.is_empty();
-            all.extend(apps);
-            if page >= pages || empty || page >= MAX_PAGES {
-                break;
+            let before = all.len();
+            for app in apps {
+                // A page may repeat apps when others are created meanwhile.
+                if seen.insert(app.id.clone()) {
+                    all.push(app);
+                }
             }
-            page += 1;
+            match wire::next_page(page, pages, all.len() > before, MAX_PAGES) {
+                Some(next) => page = next,
+                None => break,
+            }
         }
         Ok(all)
     }

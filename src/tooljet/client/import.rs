@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::http::invalid;
 use super::transport::Call;
 use super::{Client, MAX_APP_NAME};
-use crate::tooljet::error::RouteKind;
+use crate::tooljet::error::{truncate, RouteKind};
 use crate::tooljet::{version, wire, AppSummary, Error, Resource, Workspace};
 
 impl Client {
@@ -16,12 +16,15 @@ impl Client {
         let server = self.server_version().await?;
         match version::is_newer(export_version, &server) {
             Some(true) => Err(Error::VersionTooNew {
-                export: export_version.to_string(),
+                export: truncate(export_version, version::MAX_LEN),
                 server,
             }),
             Some(false) => Ok(server),
             None if version::parse(export_version).is_none() => Err(Error::InvalidExport {
-                detail: format!("`tooljet_version` {export_version:?} is not a version number"),
+                detail: format!(
+                    "`tooljet_version` {:?} is not a version number",
+                    truncate(export_version, version::MAX_LEN)
+                ),
             }),
             // The server's own string is odd; let ToolJet apply its rule.
             None => Ok(server),

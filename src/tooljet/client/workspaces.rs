@@ -33,7 +33,7 @@ impl Client {
         let call = Call::new(Method::GET, RouteKind::Public, &["metadata"]);
         match self.send_json(&call).await {
             Ok(v) => match wire::parse_metadata_version(&v) {
-                Some(ver) if version::parse(&ver).is_some() => return Ok(ver),
+                Some(ver) if version::is_usable(&ver) => return Ok(ver),
                 _ => tracing::debug!("GET /api/metadata has no usable installed_version"),
             },
             Err(e) if e.is_transient() => return Err(e),
@@ -42,7 +42,8 @@ impl Client {
         for ws in self.list_workspaces().await? {
             if let Some(app) = self.list_app_rows(&ws).await?.into_iter().next() {
                 let export = self.export_raw(&ws, &app.id, None).await?;
-                if let Some(v) = export.get("tooljet_version").and_then(Value::as_str) {
+                let found = export.get("tooljet_version").and_then(Value::as_str);
+                if let Some(v) = found.filter(|v| version::is_usable(v)) {
                     return Ok(v.to_string());
                 }
             }
