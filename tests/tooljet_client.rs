@@ -3,6 +3,7 @@
 //! never show up in errors, Debug output or logs. Everything listens on 127.0.0.1 only.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1096,6 +1097,44 @@ fn token_client_with(url: &str, token: &str, options: ClientOptions) -> Client {
         options,
     )
     .unwrap()
+}
+
+#[tokio::test]
+async fn plain_http_beyond_loopback_sends_nothing_without_the_opt_in() {
+    let emu = emulator().await;
+    let url = format!("http://tooljet.gitsync.test:{}", emu.addr().port());
+    // The name leads to the emulator on 127.0.0.1, but only the URL counts, and it is not
+    // loopback by name.
+    let via_name = |allow_insecure_http: bool| ClientOptions {
+        allow_insecure_http,
+        resolve: vec![("tooljet.gitsync.test".into(), Ipv4Addr::LOCALHOST.into())],
+        ..fast()
+    };
+    for mode in MODES {
+        let e = Client::with_options(&url, credentials(&emu, mode), via_name(false)).unwrap_err();
+        assert_eq!(e.reason(), "InsecureToolJetURL", "{e}");
+        assert!(e.to_string().contains("allowInsecureHTTP"), "{e}");
+        assert_no_secret(
+            &format!("{e} {e:?}"),
+            &[&emu.token().unwrap(), &emu.password().unwrap()],
+        );
+    }
+    assert!(emu.requests().is_empty(), "{:?}", emu.requests());
+
+    // Opted in, the same URL reaches the emulator.
+    for mode in MODES {
+        let c = Client::with_options(&url, credentials(&emu, mode), via_name(true)).unwrap();
+        assert_eq!(c.list_workspaces().await.unwrap().len(), 2);
+    }
+    assert!(!emu.requests().is_empty());
+
+    // Loopback by name needs no opt-in.
+    let c = client_with_url(&emu, &format!("http://localhost:{}", emu.addr().port()));
+    assert_eq!(c.list_workspaces().await.unwrap().len(), 2);
+}
+
+fn client_with_url(emu: &Emulator, url: &str) -> Client {
+    Client::with_options(url, credentials(emu, Mode::Token), fast()).unwrap()
 }
 
 #[tokio::test]

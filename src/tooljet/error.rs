@@ -103,6 +103,9 @@ pub enum Error {
     /// The ToolJet base URL is unusable.
     #[error("invalid ToolJet URL {url:?}: {detail}; set spec.tooljet.url to the http(s) address of ToolJet, e.g. https://tooljet.example.com")]
     InvalidUrl { url: String, detail: String },
+    /// The ToolJet URL is plain http to a host that is not loopback, and nobody opted in.
+    #[error("spec.tooljet.url {url:?} is plain http to a host that is not loopback, so the ToolJet credentials would cross the network unencrypted; use https, or set spec.tooljet.allowInsecureHTTP: true if the traffic never leaves a trusted network")]
+    InsecureUrl { url: String },
     /// A multi-step change failed and could not be undone completely.
     #[error("{cause}; undoing the partial change failed as well ({rollback}), so ToolJet needs manual cleanup: {leftovers}")]
     RollbackFailed {
@@ -138,6 +141,7 @@ impl Error {
             Error::InvalidName { .. } => Reason::InvalidAppName,
             Error::InvalidCredentials { .. } => Reason::InvalidCredentials,
             Error::InvalidUrl { .. } => Reason::InvalidToolJetURL,
+            Error::InsecureUrl { .. } => Reason::InsecureToolJetURL,
             Error::RollbackFailed { .. } => Reason::ToolJetRollbackFailed,
         }
     }
@@ -538,5 +542,10 @@ mod tests {
         };
         assert_eq!(a.reason(), "ToolJetInvalidResponse");
         assert!(!a.is_transient());
+        let i = Error::InsecureUrl {
+            url: "http://tooljet.example/".into(),
+        };
+        assert_eq!(i.reason(), "InsecureToolJetURL");
+        assert!(!i.is_transient());
     }
 }

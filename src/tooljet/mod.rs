@@ -114,6 +114,12 @@ pub struct ClientOptions {
     pub max_export_bytes: u64,
     /// Largest part of an error answer read; the rest is dropped unread.
     pub max_error_bytes: u64,
+    /// Send credentials over plain `http://` to a host that is not loopback. Off: such a URL
+    /// is refused with [`Error::InsecureUrl`] before any request.
+    pub allow_insecure_http: bool,
+    /// Fixed addresses for host names, bypassing DNS (like `curl --resolve`; the URL's port is
+    /// used). For sidecars and tests; empty in production.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for ClientOptions {
@@ -129,6 +135,8 @@ impl Default for ClientOptions {
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             max_export_bytes: DEFAULT_MAX_EXPORT_BYTES,
             max_error_bytes: DEFAULT_MAX_ERROR_BYTES,
+            allow_insecure_http: false,
+            resolve: Vec::new(),
         }
     }
 }
