@@ -3,8 +3,12 @@
 //! never show up in errors, Debug output or logs. Everything listens on 127.0.0.1 only.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -761,6 +765,531 @@ async fn api_prefix_in_the_url_is_accepted() {
     )
     .unwrap();
     assert_eq!(c.server_version().await.unwrap(), "3.16.0");
+}
+
+// ---- hardening: answer limits, quoting, plain http, deadlines -------------------------------
+
+/// What a raw loopback server does with every connection.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// Accepts and reads the request, then never answers.
+    Silent,
+    /// Answers this status with an endless chunked body.
+    Endless(u16),
+    /// Answers 200 with a body declared (and sent) as this many bytes.
+    Declared(usize),
+}
+
+/// A raw HTTP/1.1 server on 127.0.0.1; returns its URL and how many body bytes it wrote.
+async fn raw_server(mode: Raw) -> (String, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(raw_connection(sock, mode, counter.clone()));
+        }
+    });
+    (format!("http://{addr}"), written)
+}
+
+async fn raw_connection(mut sock: tokio::net::TcpStream, mode: Raw, written: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let _ = sock.read(&mut buf).await;
+    let chunk = vec![b'a'; 64 * 1024];
+    match mode {
+        Raw::Silent => tokio::time::sleep(Duration::from_secs(600)).await,
+        Raw::Endless(status) => {
+            let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
+            let framed = [
+                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                chunk.clone(),
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // Throttled (at most ~32 MB/s), so even a client without a limit would not
+            // exhaust the machine during the test's timeout.
+            while sock.write_all(&framed).await.is_ok() {
+                written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        Raw::Declared(len) => {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n");
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if sock.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                written.fetch_add(n as u64, Ordering::Relaxed);
+                left -= n;
+            }
+        }
+    }
+}
+
+fn token_client(url: &str, options: ClientOptions) -> Client {
+    Client::with_options(
+        url,
+        Credentials::Token(SecretString::from("tok-hardening-0123456789")),
+        options,
+    )
+    .unwrap()
+}
+
+/// Waits until the server stops writing (the client hung up), returning the bytes written.
+async fn settled(written: &AtomicU64) -> u64 {
+    let mut last = written.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = written.load(Ordering::Relaxed);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn endless_answers_stop_at_the_limit() {
+    const LIMIT: u64 = 1024 * 1024;
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(10),
+        retries: 0,
+        max_answer_bytes: LIMIT,
+        ..fast()
+    };
+    // A successful answer that never ends.
+    let (url, written) = raw_server(Raw::Endless(200)).await;
+    let started = Instant::now();
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::AnswerTooLarge { limit: LIMIT, .. }),
+        "{e}"
+    );
+    assert_eq!(e.reason(), "ToolJetInvalidResponse");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let total = settled(&written).await;
+    assert!(total < 32 * LIMIT, "the client kept reading: {total} bytes");
+
+    // A declared length above the limit is not read at all.
+    let (url, written) = raw_server(Raw::Declared(8 * LIMIT as usize)).await;
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::AnswerTooLarge { .. }), "{e}");
+    assert!(settled(&written).await < 8 * LIMIT);
+
+    // An error answer that never ends keeps its meaning (a transient 5xx), quoted briefly.
+    let (url, written) = raw_server(Raw::Endless(503)).await;
+    let started = Instant::now();
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Server { status: 503, .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(e.to_string().len() < 1000, "{e}");
+    assert!(settled(&written).await < 32 * LIMIT);
+
+    // The login answer has a limit too.
+    let (url, _) = raw_server(Raw::Endless(201)).await;
+    let c = Client::with_options(
+        &url,
+        Credentials::Session {
+            email: "a@b.example".into(),
+            password: SecretString::from("pw-endless-0123"),
+        },
+        opts,
+    )
+    .unwrap();
+    let e = c.list_workspaces().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::AnswerTooLarge { route, .. } if route.contains("/api/authenticate")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn exports_have_their_own_larger_limit() {
+    let emu = emulator().await;
+    let app = emu.create_app("Big", None).unwrap();
+    emu.edit_app(&app.id, |c| c["bigStaticData"] = json!("x".repeat(3 << 20)))
+        .unwrap();
+    let roomy = ClientOptions {
+        max_answer_bytes: 1 << 20,
+        max_export_bytes: 8 << 20,
+        ..fast()
+    };
+    let tight = ClientOptions {
+        max_export_bytes: 1 << 20,
+        ..roomy.clone()
+    };
+    for mode in MODES {
+        let ws = default_ws(&emu);
+        let export = client_with(&emu, mode, roomy.clone())
+            .export_app(&ws, &app.id, None)
+            .await
+            .unwrap();
+        assert!(serde_json::to_vec(&export).unwrap().len() > 3 << 20);
+        let Err(e) = client_with(&emu, mode, tight.clone())
+            .export_app(&ws, &app.id, None)
+            .await
+        else {
+            panic!("{mode:?}: the export was read past the limit");
+        };
+        assert!(
+            matches!(e, Error::AnswerTooLarge { limit, .. } if limit == 1 << 20),
+            "{mode:?}: {e}"
+        );
+    }
+}
+
+/// Every prefix of `secret` of 8 bytes or more found in `text`.
+fn leaked_prefix(text: &str, secret: &str) -> Option<String> {
+    (8..=secret.len())
+        .map(|k| &secret[..k])
+        .find(|p| text.contains(p))
+        .map(str::to_string)
+}
+
+/// A message of `len` characters with `secret` starting at character `at`.
+fn message_around(secret: &str, at: usize, len: usize) -> String {
+    let mut m = "x".repeat(at);
+    m.push_str(secret);
+    m.push_str(&"y".repeat(len.saturating_sub(m.len())));
+    m
+}
+
+/// A ToolJet stand-in: logs in (cookie `tj_auth_token=<session>`), then answers 500 on every
+/// other call with the secret the request carried (token, cookie or password) inside a long
+/// message, starting at character `at`.
+async fn echoing_server(session: &'static str, at: usize) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn echo(
+        at: usize,
+        session: &'static str,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if body.contains("password") {
+            let password: Value = serde_json::from_str(&body).unwrap_or_default();
+            if password["password"] == "fail-on-purpose-password" {
+                let m = message_around("fail-on-purpose-password", at, 2000);
+                return (StatusCode::BAD_GATEWAY, axum::Json(json!({ "message": m })))
+                    .into_response();
+            }
+            let cookie = format!("tj_auth_token={session}; Path=/; HttpOnly");
+            return (
+                StatusCode::CREATED,
+                [("set-cookie", cookie)],
+                axum::Json(json!({"current_organization_id": "o1"})),
+            )
+                .into_response();
+        }
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let secret = match header("authorization").strip_prefix("Basic ") {
+            Some(token) => token.to_string(),
+            None => header("cookie")
+                .trim_start_matches("tj_auth_token=")
+                .to_string(),
+        };
+        let m = message_around(&secret, at, 2000);
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({ "statusCode": 500, "message": m })),
+        )
+            .into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .fallback(move |headers: HeaderMap, body: String| echo(at, session, headers, body));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn secrets_cut_by_the_message_bound_never_leak_partially() {
+    let token = "tj-ext-straddling-token-0123456789abcdef";
+    let session = "eyJhbGciOiJIUzI1NiJ9.c2Vzc2lvbi1zdHJhZGRsaW5n.c2lnbmF0dXJl";
+    let password = "fail-on-purpose-password";
+    let once = ClientOptions {
+        retries: 0,
+        ..fast()
+    };
+    // Around the 300-character bound, so a cut after quoting would split each secret.
+    for at in [280, 290, 295, 299] {
+        let url = echoing_server(session, at).await;
+        let e = token_client_with(&url, token, once.clone())
+            .list_workspaces()
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "ToolJetServerError", "{e}");
+        let text = format!("{e} {e:?}");
+        assert_eq!(leaked_prefix(&text, token), None, "token at {at}: {text}");
+
+        let session_client = |pw: &str| {
+            Client::with_options(
+                &url,
+                Credentials::Session {
+                    email: "a@b.example".into(),
+                    password: SecretString::from(pw.to_string()),
+                },
+                once.clone(),
+            )
+            .unwrap()
+        };
+        let e = session_client("right-password-0123")
+            .list_workspaces()
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "ToolJetServerError", "{e}");
+        let text = format!("{e} {e:?}");
+        assert_eq!(
+            leaked_prefix(&text, session),
+            None,
+            "cookie at {at}: {text}"
+        );
+
+        let e = session_client(password)
+            .list_workspaces()
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert_eq!(
+            leaked_prefix(&text, password),
+            None,
+            "password at {at}: {text}"
+        );
+    }
+}
+
+fn token_client_with(url: &str, token: &str, options: ClientOptions) -> Client {
+    Client::with_options(
+        url,
+        Credentials::Token(SecretString::from(token.to_string())),
+        options,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn plain_http_beyond_loopback_sends_nothing_without_the_opt_in() {
+    let emu = emulator().await;
+    let url = format!("http://tooljet.gitsync.test:{}", emu.addr().port());
+    // The name leads to the emulator on 127.0.0.1, but only the URL counts, and it is not
+    // loopback by name.
+    let via_name = |allow_insecure_http: bool| ClientOptions {
+        allow_insecure_http,
+        resolve: vec![("tooljet.gitsync.test".into(), Ipv4Addr::LOCALHOST.into())],
+        ..fast()
+    };
+    for mode in MODES {
+        let e = Client::with_options(&url, credentials(&emu, mode), via_name(false)).unwrap_err();
+        assert_eq!(e.reason(), "InsecureToolJetURL", "{e}");
+        assert!(e.to_string().contains("allowInsecureHTTP"), "{e}");
+        assert_no_secret(
+            &format!("{e} {e:?}"),
+            &[&emu.token().unwrap(), &emu.password().unwrap()],
+        );
+    }
+    assert!(emu.requests().is_empty(), "{:?}", emu.requests());
+
+    // Opted in, the same URL reaches the emulator.
+    for mode in MODES {
+        let c = Client::with_options(&url, credentials(&emu, mode), via_name(true)).unwrap();
+        assert_eq!(c.list_workspaces().await.unwrap().len(), 2);
+    }
+    assert!(!emu.requests().is_empty());
+
+    // Loopback by name needs no opt-in.
+    let c = client_with_url(&emu, &format!("http://localhost:{}", emu.addr().port()));
+    assert_eq!(c.list_workspaces().await.unwrap().len(), 2);
+}
+
+fn client_with_url(emu: &Emulator, url: &str) -> Client {
+    Client::with_options(url, credentials(emu, Mode::Token), fast()).unwrap()
+}
+
+#[tokio::test]
+async fn a_silent_tooljet_fails_within_the_deadline() {
+    let (url, _) = raw_server(Raw::Silent).await;
+    // Without an overall deadline, six attempts of 1 s each would take over 6 s.
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(1),
+        retries: 5,
+        backoff: Duration::from_millis(10),
+        deadline: Duration::from_millis(1500),
+        ..fast()
+    };
+    let started = Instant::now();
+    let e = token_client(&url, opts.clone())
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "ToolJetTimeout", "{e}");
+    assert!(e.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The session login and its retries fall under the same deadline.
+    let c = Client::with_options(
+        &url,
+        Credentials::Session {
+            email: "a@b.example".into(),
+            password: SecretString::from("pw-silent-0123"),
+        },
+        opts,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = c.list_workspaces().await.unwrap_err();
+    assert_eq!(e.reason(), "ToolJetTimeout", "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_paginated_listing_has_one_deadline() {
+    let emu = emulator_with(|c| {
+        c.page_size = 1;
+        c.seed_apps = 12;
+    })
+    .await;
+    // Each page is quick enough on its own; all twelve together are not.
+    emu.inject(Fault::delay("GET", "/api/apps", Duration::from_millis(300)).times(100));
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(2),
+        deadline: Duration::from_secs(1),
+        ..fast()
+    };
+    let c = client_with(&emu, Mode::Session, opts);
+    let started = Instant::now();
+    let e = c.find_app(&default_ws(&emu), "Nowhere").await.unwrap_err();
+    assert!(matches!(e, Error::Deadline { .. }), "{e}");
+    assert_eq!(e.reason(), "ToolJetTimeout");
+    assert!(e.to_string().contains("within 1s"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(count(&emu, "GET", "/api/apps") < 12);
+}
+
+#[tokio::test]
+async fn connecting_has_its_own_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so connecting
+    // hangs (on 127.0.0.1, like a firewall dropping packets).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _filler = std::net::TcpStream::connect(addr).unwrap();
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_millis(300),
+        retries: 0,
+        ..fast()
+    };
+    let started = Instant::now();
+    let e = token_client(&format!("http://{addr}"), opts)
+        .list_workspaces()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout { after, .. } if after == Duration::from_millis(300)),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_server_claiming_endless_pages_is_read_once() {
+    use axum::http::StatusCode;
+    let pages = Arc::new(AtomicU64::new(0));
+    let seen = pages.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/authenticate",
+            axum::routing::post(|| async {
+                (
+                    StatusCode::CREATED,
+                    [("set-cookie", "tj_auth_token=jwt-pages-0123; Path=/")],
+                    axum::Json(json!({"current_organization_id": "o1"})),
+                )
+            }),
+        )
+        .route(
+            "/api/apps",
+            axum::routing::get(move || {
+                seen.fetch_add(1, Ordering::Relaxed);
+                async {
+                    axum::Json(json!({
+                        "apps": [{"id": "a1", "name": "Same"}],
+                        "meta": {"total_pages": u64::MAX, "total_count": u64::MAX}
+                    }))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let c = Client::with_options(
+        &format!("http://{addr}"),
+        Credentials::Session {
+            email: "a@b.example".into(),
+            password: SecretString::from("pw-pages-0123"),
+        },
+        fast(),
+    )
+    .unwrap();
+    let ws = Workspace {
+        id: "o1".into(),
+        name: "W".into(),
+        slug: None,
+    };
+    assert_eq!(c.find_app(&ws, "Nowhere").await.unwrap(), None);
+    // Page 2 repeated page 1, so the listing stopped there.
+    assert_eq!(pages.load(Ordering::Relaxed), 2);
 }
 
 // ---- sessions -------------------------------------------------------------------------------

@@ -138,6 +138,11 @@ pub struct ToolJetSpec {
     pub workspace: String,
     /// Secret with key `token` (External API) or keys `email` and `password` (session login).
     pub credentials_secret_ref: SecretRef,
+    /// Allow a plain `http://` URL to a host that is not loopback. Off by default because the
+    /// token or password would cross the network unencrypted; turn on only if that traffic
+    /// never leaves a trusted network (e.g. a service mesh with mTLS). Loopback needs no opt-in.
+    #[serde(default, rename = "allowInsecureHTTP")]
+    pub allow_insecure_http: bool,
 }
 
 /// Reference to a Secret in the same namespace.

@@ -181,6 +181,9 @@ reasons! {
     KeyRotated,
     /// Event: the host key seen on first contact was recorded.
     HostKeyRecorded,
+    // --- tooljet hardening
+    /// `spec.tooljet.url` is plain http to a host that is not loopback, without `allowInsecureHTTP`.
+    InsecureToolJetURL,
 }
 
 impl fmt::Display for Reason {

@@ -38,9 +38,10 @@ async fn client_for(gsc: &GitSyncConfig, ctx: &Context) -> Result<tooljet::Clien
         ).into());
     };
     let key = format!(
-        "{ns}/{}|{}|{}|{}",
+        "{ns}/{}|{}|{}|{}|{}",
         gsc.name_any(),
         gsc.spec.tooljet.url,
+        gsc.spec.tooljet.allow_insecure_http,
         secret_name,
         secret.metadata.resource_version.clone().unwrap_or_default()
     );
@@ -65,7 +66,11 @@ async fn client_for(gsc: &GitSyncConfig, ctx: &Context) -> Result<tooljet::Clien
             format!("Secret {ns}/{secret_name}: {e}"),
         )
     })?;
-    let client = tooljet::Client::new(&gsc.spec.tooljet.url, creds)?;
+    let options = tooljet::ClientOptions {
+        allow_insecure_http: gsc.spec.tooljet.allow_insecure_http,
+        ..tooljet::ClientOptions::default()
+    };
+    let client = tooljet::Client::with_options(&gsc.spec.tooljet.url, creds, options)?;
     if let Ok(mut m) = ctx.tooljet_clients.lock() {
         let prefix = format!("{ns}/{}|", gsc.name_any());
         m.retain(|k, _| !k.starts_with(&prefix));

@@ -77,12 +77,18 @@ pub enum Error {
     /// No answer within the configured timeout.
     #[error("ToolJet did not answer {route} within {}s; check that ToolJet is healthy and not overloaded", after.as_secs_f32())]
     Timeout { route: String, after: Duration },
+    /// An operation of several calls (pages, retries, logins) ran past the client's deadline.
+    #[error("{operation} did not finish within {}s (the client's overall deadline); check that ToolJet is healthy and not overloaded", after.as_secs_f32())]
+    Deadline { operation: String, after: Duration },
     /// Connection-level failure (DNS, refused, TLS, reset).
     #[error("cannot reach ToolJet ({route}): {detail}; check spec.tooljet.url, DNS, TLS and network policies")]
     Transport { route: String, detail: String },
     /// ToolJet answered something this client does not understand.
     #[error("unexpected answer from ToolJet on {route}: {detail}; check that spec.tooljet.url points at ToolJet (not a proxy or login page) and that its version is supported")]
     InvalidResponse { route: String, detail: String },
+    /// The answer is larger than the client reads for its route; reading stopped there.
+    #[error("ToolJet's answer to {route} is larger than {limit} bytes, so it was not read further; check that spec.tooljet.url points at ToolJet itself (not a proxy or another service); an app whose export is this large could not be imported by ToolJet anyway (50 MB limit)")]
+    AnswerTooLarge { route: String, limit: u64 },
     /// The export JSON handed to an import is not a ToolJet export.
     #[error(
         "the app definition is not a ToolJet export: {detail}; export the app again with ToolJet"
@@ -97,6 +103,9 @@ pub enum Error {
     /// The ToolJet base URL is unusable.
     #[error("invalid ToolJet URL {url:?}: {detail}; set spec.tooljet.url to the http(s) address of ToolJet, e.g. https://tooljet.example.com")]
     InvalidUrl { url: String, detail: String },
+    /// The ToolJet URL is plain http to a host that is not loopback, and nobody opted in.
+    #[error("spec.tooljet.url {url:?} is plain http to a host that is not loopback, so the ToolJet credentials would cross the network unencrypted; use https, or set spec.tooljet.allowInsecureHTTP: true if the traffic never leaves a trusted network")]
+    InsecureUrl { url: String },
     /// A multi-step change failed and could not be undone completely.
     #[error("{cause}; undoing the partial change failed as well ({rollback}), so ToolJet needs manual cleanup: {leftovers}")]
     RollbackFailed {
@@ -123,13 +132,16 @@ impl Error {
             Error::PayloadTooLarge { .. } => Reason::PayloadTooLarge,
             Error::Server { .. } => Reason::ToolJetServerError,
             Error::Rejected { .. } => Reason::ToolJetRejected,
-            Error::Timeout { .. } => Reason::ToolJetTimeout,
+            Error::Timeout { .. } | Error::Deadline { .. } => Reason::ToolJetTimeout,
             Error::Transport { .. } => Reason::ToolJetUnreachable,
-            Error::InvalidResponse { .. } => Reason::ToolJetInvalidResponse,
+            Error::InvalidResponse { .. } | Error::AnswerTooLarge { .. } => {
+                Reason::ToolJetInvalidResponse
+            }
             Error::InvalidExport { .. } => Reason::InvalidExport,
             Error::InvalidName { .. } => Reason::InvalidAppName,
             Error::InvalidCredentials { .. } => Reason::InvalidCredentials,
             Error::InvalidUrl { .. } => Reason::InvalidToolJetURL,
+            Error::InsecureUrl { .. } => Reason::InsecureToolJetURL,
             Error::RollbackFailed { .. } => Reason::ToolJetRollbackFailed,
         }
     }
@@ -137,7 +149,10 @@ impl Error {
     /// Whether retrying the same call later may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Server { .. } | Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Server { .. }
+            | Error::Timeout { .. }
+            | Error::Deadline { .. }
+            | Error::Transport { .. } => true,
             Error::Rejected { status, .. } => *status == 429,
             _ => false,
         }
@@ -284,9 +299,13 @@ fn mentions_version(message: &str) -> bool {
     m.contains("version")
 }
 
-/// Extracts ToolJet's error text from a body: NestJS bodies carry `message` (string or list).
-pub(crate) fn body_message(body: &[u8]) -> String {
-    const MAX: usize = 300;
+/// Longest text from a server quoted in an error, in characters.
+pub(crate) const MAX_QUOTE: usize = 300;
+
+/// Extracts ToolJet's error text from a body (NestJS bodies carry `message`, a string or a
+/// list) and makes it safe to quote with [`quote`]. `cut_short`: `body` is only the first part
+/// of a longer answer (the rest was not read).
+pub(crate) fn body_message(body: &[u8], secrets: &[&str], cut_short: bool) -> String {
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v) => match v.get("message") {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -308,27 +327,74 @@ pub(crate) fn body_message(body: &[u8]) -> String {
         },
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     };
-    truncate(&text, MAX)
+    quote(&text, secrets, MAX_QUOTE, cut_short)
 }
 
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+/// Text from a server made safe to put into an error: every secret is redacted first and the
+/// result cut to `max` characters after, so a cut can never leave part of a secret behind.
+/// `cut_short`: `text` is a prefix of a longer text, so a secret's beginning at its very end
+/// (the rest lying beyond the cut) is dropped as well.
+pub(crate) fn quote(text: &str, secrets: &[&str], max: usize, cut_short: bool) -> String {
+    let mut out = redact(text, secrets);
+    if cut_short {
+        drop_partial_secret(&mut out, secrets);
     }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}…")
+    truncate(&out, max)
 }
 
-/// Replaces every occurrence of each secret in `text` (secrets shorter than 4 characters are
-/// ignored: they would match everywhere and are refused as credentials anyway).
+/// Cuts to `max` characters (never inside a character), marking the cut with `…`.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", text.get(..at).unwrap_or_default()),
+    }
+}
+
+/// Secrets shorter than this are not redacted: they would match everywhere and are refused as
+/// credentials anyway.
+const MIN_SECRET: usize = 4;
+
+/// Replaces every occurrence of each secret in `text`, also in its JSON-escaped form (as a
+/// server echoing a JSON request body would show it); longer secrets first, so one containing
+/// another is blanked out whole.
 pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.len() >= 4 {
-            out = out.replace(s, "[REDACTED]");
+    let mut forms: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        forms.push(s.to_string());
+        if let Ok(quoted) = serde_json::to_string(s) {
+            let escaped = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .unwrap_or_default();
+            if escaped != *s {
+                forms.push(escaped.to_string());
+            }
         }
     }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let mut out = text.to_string();
+    for f in &forms {
+        out = out.replace(f.as_str(), "[REDACTED]");
+    }
     out
+}
+
+/// Removes the beginning of a secret from the end of `text` (and a broken character before
+/// it, left by a cut inside a multi-byte character).
+fn drop_partial_secret(text: &mut String, secrets: &[&str]) {
+    let kept = text.trim_end_matches(char::REPLACEMENT_CHARACTER).len();
+    text.truncate(kept);
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        let longest = (1..s.len())
+            .rev()
+            .filter_map(|k| s.get(..k))
+            .find(|prefix| text.ends_with(prefix));
+        if let Some(prefix) = longest {
+            let keep = text.len().saturating_sub(prefix.len());
+            text.truncate(keep);
+            text.push_str("[REDACTED]");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -380,10 +446,11 @@ mod tests {
 
     #[test]
     fn extracts_messages() {
-        assert_eq!(body_message(br#"{"message":"x","statusCode":400}"#), "x");
-        assert_eq!(body_message(br#"{"message":["a","b"]}"#), "a; b");
-        assert_eq!(body_message(b"plain text"), "plain text");
-        assert_eq!(body_message(&[b'a'; 400]).chars().count(), 301);
+        let m = |body: &[u8]| body_message(body, &[], false);
+        assert_eq!(m(br#"{"message":"x","statusCode":400}"#), "x");
+        assert_eq!(m(br#"{"message":["a","b"]}"#), "a; b");
+        assert_eq!(m(b"plain text"), "plain text");
+        assert_eq!(m(&[b'a'; 400]).chars().count(), 301);
     }
 
     #[test]
@@ -392,5 +459,93 @@ mod tests {
             redact("token s3cr3t-token here", &["s3cr3t-token", "ab"]),
             "token [REDACTED] here"
         );
+        // As a server echoing a JSON request body shows it.
+        assert_eq!(
+            redact(r#"{"password":"pa\"ss\\word"}"#, &["pa\"ss\\word"]),
+            r#"{"password":"[REDACTED]"}"#
+        );
+        // A secret containing another is blanked out whole.
+        assert_eq!(
+            redact("x abcd-efgh-ijkl y", &["efgh", "abcd-efgh-ijkl"]),
+            "x [REDACTED] y"
+        );
+    }
+
+    /// Every prefix of `secret` of at least 8 bytes that occurs in `text`.
+    fn leaked_prefix(text: &str, secret: &str) -> Option<String> {
+        (8..=secret.len())
+            .filter_map(|k| secret.get(..k))
+            .find(|p| text.contains(p))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn redacts_before_truncating_so_no_part_of_a_secret_leaks() {
+        let secret = "tj-ext-0123456789abcdef0123456789abcdef";
+        // The secret straddles the quoting bound at every offset around it.
+        for start in (MAX_QUOTE - secret.len())..=MAX_QUOTE {
+            let text = format!("{}{secret} and more text after it", "x".repeat(start));
+            let body = serde_json::to_vec(&serde_json::json!({ "message": text })).unwrap();
+            let quoted = body_message(&body, &[secret], false);
+            assert_eq!(leaked_prefix(&quoted, secret), None, "at {start}: {quoted}");
+            assert!(quoted.chars().count() <= MAX_QUOTE + 1);
+            let plain = body_message(text.as_bytes(), &[secret], false);
+            assert_eq!(leaked_prefix(&plain, secret), None, "at {start}: {plain}");
+        }
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_read_limit_is_dropped() {
+        let secret = "session-token-0123456789abcdef";
+        for k in 1..secret.len() {
+            // Whitespace before it, so the cut secret would be all that is left after trimming.
+            let body = format!("{}{}", " ".repeat(500), &secret[..k]);
+            let quoted = body_message(body.as_bytes(), &[secret], true);
+            assert!(!quoted.contains(&secret[..k]), "{k}: {quoted}");
+        }
+        // A multi-byte secret cut inside a character.
+        let secret = "pässwörd-geheim-1234";
+        let cut = &secret.as_bytes()[..2];
+        let quoted = body_message(cut, &[secret], true);
+        assert!(!quoted.contains('p'), "{quoted}");
+    }
+
+    #[test]
+    fn multi_byte_text_is_cut_on_character_boundaries() {
+        let text = "é".repeat(400);
+        let quoted = body_message(text.as_bytes(), &[], false);
+        assert_eq!(quoted.chars().count(), MAX_QUOTE + 1);
+        assert!(quoted.ends_with("é…"));
+        // A body cut inside a character by the read limit.
+        let cut = &text.as_bytes()[..601];
+        let quoted = body_message(cut, &[], true);
+        assert!(quoted.chars().count() <= MAX_QUOTE + 1);
+        for max in 0..5 {
+            assert!(truncate("日本語テキスト", max).chars().count() <= max + 1);
+        }
+        assert_eq!(truncate("日本", 2), "日本");
+        assert_eq!(truncate("日本語", 2), "日本…");
+        assert_eq!(truncate("", 0), "");
+    }
+
+    #[test]
+    fn new_variants_have_reasons_and_transience() {
+        let d = Error::Deadline {
+            operation: "listing the apps".into(),
+            after: Duration::from_secs(2),
+        };
+        assert_eq!(d.reason(), "ToolJetTimeout");
+        assert!(d.is_transient());
+        let a = Error::AnswerTooLarge {
+            route: "GET /api/apps".into(),
+            limit: 10,
+        };
+        assert_eq!(a.reason(), "ToolJetInvalidResponse");
+        assert!(!a.is_transient());
+        let i = Error::InsecureUrl {
+            url: "http://tooljet.example/".into(),
+        };
+        assert_eq!(i.reason(), "InsecureToolJetURL");
+        assert!(!i.is_transient());
     }
 }

@@ -80,6 +80,16 @@ pub struct WorkspaceConstant {
     pub kind: ConstantKind,
 }
 
+/// Largest successful answer read from ordinary routes (lists, app objects, login); the app
+/// list of a workspace with thousands of apps and versions fits.
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Largest export read; above ToolJet's 50 MB import limit, so every importable app fits.
+pub const DEFAULT_MAX_EXPORT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest error body read; only its message is quoted, so the rest is not needed.
+pub const DEFAULT_MAX_ERROR_BYTES: u64 = 64 * 1024;
+
 /// Tunables of a [`Client`]; the defaults suit production.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -87,6 +97,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Timeout of establishing a connection.
     pub connect_timeout: Duration,
+    /// Upper bound of one operation with all its requests, retries, backoffs and logins
+    /// (e.g. every page of a listing), so a slow ToolJet cannot stall a reconcile for long.
+    pub deadline: Duration,
     /// Extra attempts for idempotent calls (GET, exports) after a transient failure.
     pub retries: u32,
     /// First backoff between retries; doubles per attempt.
@@ -95,6 +108,19 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Largest request body sent; larger ones fail with [`Error::PayloadTooLarge`].
     pub max_body_bytes: u64,
+    /// Largest successful answer read, except exports; larger ones fail with
+    /// [`Error::AnswerTooLarge`] and are not read further.
+    pub max_answer_bytes: u64,
+    /// Largest export read (export routes only).
+    pub max_export_bytes: u64,
+    /// Largest part of an error answer read; the rest is dropped unread.
+    pub max_error_bytes: u64,
+    /// Send credentials over plain `http://` to a host that is not loopback. Off: such a URL
+    /// is refused with [`Error::InsecureUrl`] before any request.
+    pub allow_insecure_http: bool,
+    /// Fixed addresses for host names, bypassing DNS (like `curl --resolve`; the URL's port is
+    /// used). For sidecars and tests; empty in production.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for ClientOptions {
@@ -102,10 +128,16 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(300),
             retries: 3,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            max_export_bytes: DEFAULT_MAX_EXPORT_BYTES,
+            max_error_bytes: DEFAULT_MAX_ERROR_BYTES,
+            allow_insecure_http: false,
+            resolve: Vec::new(),
         }
     }
 }

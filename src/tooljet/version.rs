@@ -25,6 +25,15 @@ pub fn parse(version: &str) -> Option<[u64; 3]> {
     Some(out)
 }
 
+/// Longest version string accepted from ToolJet; real ones look like `3.16.0-ee-lts`. It ends
+/// up in status and messages, so a server cannot make those arbitrarily long.
+pub const MAX_LEN: usize = 64;
+
+/// Whether `version` is a version number of reasonable length.
+pub fn is_usable(version: &str) -> bool {
+    version.len() <= MAX_LEN && parse(version).is_some()
+}
+
 /// Whether an export made by `export` is too new for a server running `server`.
 /// `None` when either string is not a version.
 pub fn is_newer(export: &str, server: &str) -> Option<bool> {
@@ -44,6 +53,19 @@ mod tests {
         assert_eq!(parse(""), None);
         assert_eq!(parse("latest"), None);
         assert_eq!(parse("3.x.0"), None);
+    }
+
+    #[test]
+    fn server_provided_oddities_never_panic() {
+        assert_eq!(parse("99999999999999999999999.1.1"), None);
+        assert_eq!(parse("18446744073709551615.0.0"), Some([u64::MAX, 0, 0]));
+        assert_eq!(parse("1.2.3.4.5.6.7.8.9"), Some([1, 2, 3]));
+        assert_eq!(parse("é.1"), None);
+        assert_eq!(parse("-"), None);
+        assert_eq!(parse("..."), None);
+        assert!(is_usable("3.16.0-ee-lts"));
+        assert!(!is_usable(&format!("3.16.0-{}", "x".repeat(MAX_LEN))));
+        assert!(!is_usable("latest"));
     }
 
     #[test]

@@ -109,6 +109,16 @@ pub(crate) fn parse_internal_app_page(v: &Value) -> Result<(Vec<AppSummary>, u64
     Ok((apps, pages))
 }
 
+/// The page to read after `page` of `total_pages`, or `None` when done: past the last page,
+/// after a page with no new app (a server repeating itself), or at the safety stop `max`.
+/// `total_pages` is the server's word, so any value must be harmless.
+pub(crate) fn next_page(page: u64, total_pages: u64, new_apps: bool, max: u64) -> Option<u64> {
+    if !new_apps || page >= total_pages || page >= max {
+        return None;
+    }
+    page.checked_add(1)
+}
+
 /// One app object (`GET /api/apps/:id`, v2 ext app): `{id, name, slug, ...}`.
 pub(crate) fn parse_app_object(v: &Value) -> Result<AppSummary, String> {
     Ok(AppSummary {
@@ -415,6 +425,32 @@ mod tests {
             ("i".into(), "n".into())
         );
         assert!(is_uuid("3f2504e0-4f89-11d3-9a0c-0305e82c3301"));
+        assert!(!is_uuid("3f2504e0-4f89-11d3-9a0c-0305e82c33é"));
         assert!(!is_uuid("3f2504e0-4f89-11d3-9a0c-0305e82c330"));
+    }
+
+    #[test]
+    fn server_page_counts_cannot_overflow_or_loop() {
+        let page = |total: Value| {
+            parse_internal_app_page(&json!({"meta": {"total_pages": total}, "apps": []}))
+                .unwrap()
+                .1
+        };
+        assert_eq!(page(json!(u64::MAX)), u64::MAX);
+        assert_eq!(page(json!(1e300)), 1);
+        assert_eq!(page(json!(-5)), 1);
+        assert_eq!(page(json!("7")), 1);
+        assert_eq!(page(json!(null)), 1);
+        assert_eq!(next_page(1, u64::MAX, true, 1000), Some(2));
+        assert_eq!(next_page(1000, u64::MAX, true, 1000), None);
+        assert_eq!(next_page(u64::MAX, u64::MAX, true, u64::MAX), None);
+        assert_eq!(
+            next_page(u64::MAX - 1, u64::MAX, true, u64::MAX),
+            Some(u64::MAX)
+        );
+        assert_eq!(next_page(3, 0, true, 1000), None);
+        assert_eq!(next_page(1, 5, false, 1000), None);
+        assert_eq!(next_page(4, 5, true, 1000), Some(5));
+        assert_eq!(next_page(5, 5, true, 1000), None);
     }
 }

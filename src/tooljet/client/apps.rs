@@ -22,17 +22,26 @@ impl Client {
     /// (`modules/apps/controller.ts` `index`, 9 per page), then `GET /api/apps/:id/versions` →
     /// `{versions}` per app (`modules/versions/controller.ts` `fetchVersions`).
     pub async fn list_apps(&self, ws: &Workspace) -> Result<Vec<AppSummary>, Error> {
-        let mut apps = self.list_app_rows(ws).await?;
-        if !self.token_mode() {
-            for app in &mut apps {
-                app.versions = self.app_versions(ws, &app.id).await?;
+        self.within(|| "listing the apps with their versions".into(), async {
+            let mut apps = self.list_app_rows(ws).await?;
+            if !self.token_mode() {
+                for app in &mut apps {
+                    app.versions = self.app_versions(ws, &app.id).await?;
+                }
             }
-        }
-        Ok(apps)
+            Ok(apps)
+        })
+        .await
     }
 
-    /// Apps without the per-app version calls of session mode.
+    /// Apps without the per-app version calls of session mode; every page within one
+    /// deadline.
     pub(crate) async fn list_app_rows(&self, ws: &Workspace) -> Result<Vec<AppSummary>, Error> {
+        self.within(|| "listing the apps".into(), self.app_rows(ws))
+            .await
+    }
+
+    async fn app_rows(&self, ws: &Workspace) -> Result<Vec<AppSummary>, Error> {
         if self.token_mode() {
             let call = Call::new(
                 Method::GET,
@@ -43,7 +52,8 @@ impl Client {
             let v = self.send_json(&call).await?;
             return wire::parse_ext_apps(&v).map_err(|d| invalid(&self.route_of(&call), d));
         }
-        let mut all = Vec::new();
+        let mut all: Vec<AppSummary> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut page = 1u64;
         loop {
             let call = Call::new(Method::GET, RouteKind::Internal, &["apps"])
@@ -54,12 +64,17 @@ impl Client {
             let v = self.send_json(&call).await?;
             let (apps, pages) =
                 wire::parse_internal_app_page(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
-            let empty = apps.is_empty();
-            all.extend(apps);
-            if page >= pages || empty || page >= MAX_PAGES {
-                break;
+            let before = all.len();
+            for app in apps {
+                // A page may repeat apps when others are created meanwhile.
+                if seen.insert(app.id.clone()) {
+                    all.push(app);
+                }
             }
-            page += 1;
+            match wire::next_page(page, pages, all.len() > before, MAX_PAGES) {
+                Some(next) => page = next,
+                None => break,
+            }
         }
         Ok(all)
     }
@@ -84,11 +99,14 @@ impl Client {
     /// Finds an app: `"id:<uuid>"` or a bare UUID by id (a UUID that matches no id is tried as
     /// a name), anything else by exact name. Same routes as [`Client::list_apps`].
     pub async fn find_app(&self, ws: &Workspace, ident: &str) -> Result<Option<AppSummary>, Error> {
-        let rows = self.list_app_rows(ws).await?;
-        let Some(found) = wire::match_app(&rows, ident).cloned() else {
-            return Ok(None);
-        };
-        self.with_versions(ws, found).await.map(Some)
+        self.within(|| "finding the app".into(), async {
+            let rows = self.list_app_rows(ws).await?;
+            let Some(found) = wire::match_app(&rows, ident).cloned() else {
+                return Ok(None);
+            };
+            self.with_versions(ws, found).await.map(Some)
+        })
+        .await
     }
 
     pub(crate) async fn with_versions(
@@ -116,7 +134,12 @@ impl Client {
         app_id: &str,
         version: Option<&str>,
     ) -> Result<Value, Error> {
-        let export = self.export_raw(ws, app_id, version).await?;
+        let export = self
+            .within(
+                || "exporting the app".into(),
+                self.export_raw(ws, app_id, version),
+            )
+            .await?;
         let route = if self.token_mode() {
             "POST /api/ext/export"
         } else {
@@ -148,6 +171,7 @@ impl Client {
                 &["ext", "export", "workspace", &ws.id, "apps", app_id],
             )
             .idempotent()
+            .export_answer()
             .about(Resource::App, app_id);
             if let Some(wanted) = version {
                 let apps = self.list_app_rows(ws).await?;
@@ -175,6 +199,7 @@ impl Client {
         )
         .org(&ws.id)
         .idempotent()
+        .export_answer()
         .about(Resource::App, app_id)
         .json(&json!({ "organization_id": ws.id, "app": [entry] }))?;
         self.send_json(&call).await

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::http::invalid;
 use super::transport::Call;
 use super::{Client, MAX_APP_NAME};
-use crate::tooljet::error::RouteKind;
+use crate::tooljet::error::{truncate, RouteKind};
 use crate::tooljet::{version, wire, AppSummary, Error, Resource, Workspace};
 
 impl Client {
@@ -16,12 +16,15 @@ impl Client {
         let server = self.server_version().await?;
         match version::is_newer(export_version, &server) {
             Some(true) => Err(Error::VersionTooNew {
-                export: export_version.to_string(),
+                export: truncate(export_version, version::MAX_LEN),
                 server,
             }),
             Some(false) => Ok(server),
             None if version::parse(export_version).is_none() => Err(Error::InvalidExport {
-                detail: format!("`tooljet_version` {export_version:?} is not a version number"),
+                detail: format!(
+                    "`tooljet_version` {:?} is not a version number",
+                    truncate(export_version, version::MAX_LEN)
+                ),
             }),
             // The server's own string is odd; let ToolJet apply its rule.
             None => Ok(server),
@@ -38,6 +41,19 @@ impl Client {
     /// appName}], tooljet_database?}` → `{imports:{app:[{id, name}]}, success}`
     /// (`import-export-resources/controller.ts`), then `GET /api/apps/:id` and its versions.
     pub async fn import_app(
+        &self,
+        ws: &Workspace,
+        export: &Value,
+        app_name: &str,
+    ) -> Result<AppSummary, Error> {
+        self.within(
+            || "importing the app".into(),
+            self.checked_import(ws, export, app_name),
+        )
+        .await
+    }
+
+    async fn checked_import(
         &self,
         ws: &Workspace,
         export: &Value,
@@ -139,6 +155,7 @@ impl Client {
         let (id, name) =
             wire::parse_session_import(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
         if name != app_name {
+            let name = self.quote(&name, 100);
             // Some ToolJet versions rename on conflict instead of failing; undo that.
             tracing::warn!(%name, "ToolJet imported under another name; removing it");
             if let Err(e) = self.delete_app(ws, &id).await {

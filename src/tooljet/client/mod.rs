@@ -15,6 +15,7 @@ mod workspaces;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     options: ClientOptions,
     version: OnceCell<String>,
     session: Mutex<Option<Session>>,
+    /// Session tokens ToolJet issued, for redaction only.
+    issued_tokens: std::sync::Mutex<Vec<SecretString>>,
 }
 
 /// A logged-in ToolJet session (session credentials only).
@@ -72,15 +75,26 @@ impl Client {
         Client::with_options(base_url, credentials, ClientOptions::default())
     }
 
-    /// Like [`Client::new`] with explicit timeouts, retries and body limit.
+    /// Like [`Client::new`] with explicit timeouts, retries, size limits and transport rules.
+    /// A plain `http://` URL to a host that is not loopback is refused here, before any
+    /// request, unless `options.allow_insecure_http` is set.
     pub fn with_options(
         base_url: &str,
         credentials: Credentials,
         options: ClientOptions,
     ) -> Result<Client, Error> {
         let url = normalise_base_url(base_url)?;
+        if url.scheme() == "http" && !options.allow_insecure_http && !is_loopback(&url) {
+            return Err(Error::InsecureUrl {
+                url: url.to_string(),
+            });
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for (host, ip) in &options.resolve {
+            builder = builder.resolve(host, SocketAddr::new(*ip, 0));
+        }
+        let http = builder
             .connect_timeout(options.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
@@ -100,6 +114,7 @@ impl Client {
                 options,
                 version: OnceCell::new(),
                 session: Mutex::new(None),
+                issued_tokens: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -116,6 +131,24 @@ impl Client {
 
     pub(crate) fn token_mode(&self) -> bool {
         matches!(self.inner.credentials, Credentials::Token(_))
+    }
+}
+
+/// Whether the URL's host is this machine by its very name (127.0.0.0/8, `::1` also as
+/// `::ffff:127.x.y.z`, `localhost`), so plain http to it never crosses a network. Decided on
+/// the URL, not on DNS: a name resolving to loopback today may not tomorrow.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Some(url::Host::Domain(name)) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
     }
 }
 
@@ -163,4 +196,73 @@ fn normalise_base_url(base_url: &str) -> Result<Url, Error> {
         }
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback(url: &str) -> bool {
+        is_loopback(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn loopback_hosts_by_name_and_address() {
+        for yes in [
+            "http://127.0.0.1:3000",
+            "http://127.8.9.10/",
+            "http://127.1/",
+            "http://[::1]:8080/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost:3000",
+            "http://LOCALHOST./",
+        ] {
+            assert!(loopback(yes), "{yes}");
+        }
+        for no in [
+            "http://tooljet.example.com",
+            "http://10.0.0.1/",
+            "http://0.0.0.0/",
+            "http://128.0.0.1/",
+            "http://[::2]/",
+            "http://localhost.evil.example/",
+            "http://mylocalhost/",
+            "http://tooljet.localhost/",
+        ] {
+            assert!(!loopback(no), "{no}");
+        }
+    }
+
+    fn build(url: &str, allow_insecure_http: bool) -> Result<Client, Error> {
+        let options = ClientOptions {
+            allow_insecure_http,
+            ..ClientOptions::default()
+        };
+        Client::with_options(
+            url,
+            Credentials::Token(SecretString::from("tok-insecure")),
+            options,
+        )
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_or_the_opt_in() {
+        let e = build("http://tooljet.example.com", false).unwrap_err();
+        assert_eq!(e.reason(), "InsecureToolJetURL");
+        assert!(!e.is_transient());
+        let msg = e.to_string();
+        assert!(msg.contains("use https"), "{msg}");
+        assert!(
+            msg.contains("spec.tooljet.allowInsecureHTTP: true"),
+            "{msg}"
+        );
+        build("http://tooljet.example.com", true).unwrap();
+        build("https://tooljet.example.com", false).unwrap();
+        build("http://127.0.0.1:3000", false).unwrap();
+        build("http://localhost:3000/api", false).unwrap();
+        build("http://[::1]:3000", false).unwrap();
+        // The scheme check comes after parsing, so userinfo is still refused first.
+        let e = build("http://u:pw-secret@tooljet.example.com", false).unwrap_err();
+        assert_eq!(e.reason(), "InvalidToolJetURL");
+    }
 }

@@ -8,9 +8,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::http::{invalid, sensitive, Reply};
+use super::http::{invalid, sensitive, AnswerSize, Reply};
 use super::{Client, Session};
-use crate::tooljet::error::{body_message, classify_status, ErrorContext, RouteKind};
+use crate::tooljet::error::{classify_status, ErrorContext, RouteKind};
 use crate::tooljet::{wire, Credentials, Error, Resource};
 
 /// Name of ToolJet's session cookie (`server/src/modules/session/util.service.ts`).
@@ -89,7 +89,9 @@ impl Client {
         };
         let reply = self.login_with_retries(&login).await?;
         let route = login.route;
-        session_from(&reply, &route, org, previous)
+        let session = session_from(&reply, &route, org, previous)?;
+        self.remember_token(&session.token);
+        Ok(session)
     }
 
     /// The login, repeated after transient failures like an idempotent call.
@@ -121,7 +123,7 @@ impl Client {
                 sensitive(&format!("{AUTH_COOKIE}={}", prev.token.expose_secret()))?,
             );
         }
-        let answer = self.exchange(rb, &login.route).await?;
+        let answer = self.exchange(rb, &login.route, AnswerSize::Small).await?;
         if answer.status.is_success() {
             return Ok(Reply {
                 headers: answer.headers,
@@ -148,7 +150,7 @@ impl Client {
         Err(classify_status(
             answer.status.as_u16(),
             &ctx,
-            &self.redact(&body_message(&answer.body)),
+            &self.quote_body(&answer),
         ))
     }
 }

@@ -1,16 +1,17 @@
 //! One ToolJet call: how operations describe it ([`Call`]), and how it is sent: auth for the
-//! route kind, body limit, timeout, retries of idempotent calls, one re-login on 401 in
-//! session mode, and the mapping of error statuses to [`Error`].
+//! route kind, body and answer limits, timeout, retries of idempotent calls, one re-login on
+//! 401 in session mode, all within the overall deadline, and the mapping of error statuses
+//! to [`Error`].
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION};
 use reqwest::{Method, RequestBuilder};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use super::http::{invalid, sensitive, Answer, Reply};
+use super::http::{invalid, sensitive, Answer, AnswerSize, Reply};
 use super::session::AUTH_COOKIE;
 use super::Client;
-use crate::tooljet::error::{body_message, classify_status, truncate, ErrorContext, RouteKind};
+use crate::tooljet::error::{classify_status, ErrorContext, RouteKind};
 use crate::tooljet::{Credentials, Error, Resource};
 
 /// Header selecting the workspace of an internal call (`session/jwt/jwt.strategy.ts`).
@@ -26,6 +27,7 @@ pub(crate) struct Call {
     /// Workspace for `tj-workspace-id` (internal routes); `None` = the session's default.
     org: Option<String>,
     idempotent: bool,
+    answer: AnswerSize,
     resource: Resource,
     what: String,
     name: Option<String>,
@@ -43,6 +45,7 @@ impl Call {
             kind,
             org: None,
             idempotent,
+            answer: AnswerSize::Small,
             resource: Resource::Other,
             what: String::new(),
             name: None,
@@ -68,6 +71,11 @@ impl Call {
         self.idempotent = true;
         self
     }
+    /// The answer is an export, read up to `max_export_bytes` instead of `max_answer_bytes`.
+    pub(crate) fn export_answer(mut self) -> Call {
+        self.answer = AnswerSize::Export;
+        self
+    }
     pub(crate) fn about(mut self, resource: Resource, what: &str) -> Call {
         self.resource = resource;
         self.what = what.to_string();
@@ -85,8 +93,14 @@ impl Call {
 
 impl Client {
     /// Sends a call: auth, body limit, timeout, retries of idempotent calls on transient
-    /// failures, one re-login on 401 in session mode, status -> [`Error`] mapping.
+    /// failures, one re-login on 401 in session mode, status -> [`Error`] mapping; all of it
+    /// within the overall deadline.
     pub(crate) async fn send(&self, call: &Call) -> Result<Reply, Error> {
+        self.within(|| self.route_of(call), self.send_with_retries(call))
+            .await
+    }
+
+    async fn send_with_retries(&self, call: &Call) -> Result<Reply, Error> {
         if let Some(body) = &call.body {
             let size = body.len() as u64;
             if size > self.inner.options.max_body_bytes {
@@ -142,7 +156,7 @@ impl Client {
                 .body(body.clone());
         }
         let started = std::time::Instant::now();
-        let answer = self.exchange(rb, &route).await?;
+        let answer = self.exchange(rb, &route, call.answer).await?;
         tracing::debug!(%route, status = answer.status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "ToolJet call");
         if answer.status.is_success() {
             return Ok(Reply {
@@ -202,11 +216,11 @@ impl Client {
                 format!(
                     "redirected ({}) to {}; use the final URL (often https://) in spec.tooljet.url",
                     status.as_u16(),
-                    truncate(location, 200)
+                    self.quote(location, 200)
                 ),
             );
         }
-        let message = self.redact(&body_message(&answer.body));
+        let message = self.quote_body(answer);
         match classify_status(status.as_u16(), &self.context(call, path), &message) {
             Error::PayloadTooLarge { limit, .. } => Error::PayloadTooLarge {
                 size: call.body.as_ref().map(|b| b.len() as u64),

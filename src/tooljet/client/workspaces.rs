@@ -19,7 +19,12 @@ impl Client {
     pub async fn server_version(&self) -> Result<String, Error> {
         self.inner
             .version
-            .get_or_try_init(|| self.fetch_version())
+            .get_or_try_init(|| {
+                self.within(
+                    || "reading the ToolJet version".into(),
+                    self.fetch_version(),
+                )
+            })
             .await
             .cloned()
     }
@@ -28,7 +33,7 @@ impl Client {
         let call = Call::new(Method::GET, RouteKind::Public, &["metadata"]);
         match self.send_json(&call).await {
             Ok(v) => match wire::parse_metadata_version(&v) {
-                Some(ver) if version::parse(&ver).is_some() => return Ok(ver),
+                Some(ver) if version::is_usable(&ver) => return Ok(ver),
                 _ => tracing::debug!("GET /api/metadata has no usable installed_version"),
             },
             Err(e) if e.is_transient() => return Err(e),
@@ -37,7 +42,8 @@ impl Client {
         for ws in self.list_workspaces().await? {
             if let Some(app) = self.list_app_rows(&ws).await?.into_iter().next() {
                 let export = self.export_raw(&ws, &app.id, None).await?;
-                if let Some(v) = export.get("tooljet_version").and_then(Value::as_str) {
+                let found = export.get("tooljet_version").and_then(Value::as_str);
+                if let Some(v) = found.filter(|v| version::is_usable(v)) {
                     return Ok(v.to_string());
                 }
             }
@@ -71,6 +77,14 @@ impl Client {
     /// with `GET /api/v2/ext/workspaces/:workspaceIdentifier` (newest EE; `external-apis/AGENTS.md`
     /// "resolveWorkspaceByIdentifier tries id → slug → name").
     pub async fn resolve_workspace(&self, ident: &str) -> Result<Workspace, Error> {
+        self.within(
+            || "finding the workspace".into(),
+            self.find_workspace(ident),
+        )
+        .await
+    }
+
+    async fn find_workspace(&self, ident: &str) -> Result<Workspace, Error> {
         let list = self.list_workspaces().await?;
         if let Some(w) = wire::match_workspace(&list, ident) {
             return Ok(w.clone());
