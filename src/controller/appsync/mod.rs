@@ -141,8 +141,9 @@ async fn run(
     let (interval, resolved) = config_ref::dereference(aps, ctx).await;
     let result = match resolved {
         Ok(cfg) => match aps.spec.direction {
-            Direction::Push => push::push(aps, ctx, &cfg, prev).await,
-            Direction::Pull => pull::pull(aps, ctx, &cfg, prev, carry).await,
+            // Boxed: each direction's future is large; the reconcile task stays small.
+            Direction::Push => Box::pin(push::push(aps, ctx, &cfg, prev)).await,
+            Direction::Pull => Box::pin(pull::pull(aps, ctx, &cfg, prev, carry)).await,
         },
         Err(f) => Err(f),
     };

@@ -143,19 +143,23 @@ impl Client {
     }
 
     /// Runs `op` within the overall deadline, so a sequence of calls (pages, retries,
-    /// logins) ends in bounded time however each call behaves.
+    /// logins) ends in bounded time however each call behaves. `op` lives on the heap: the
+    /// nested operations would otherwise make every caller's future (and the reconcile task's
+    /// stack) very large.
     pub(super) async fn within<T>(
         &self,
         operation: impl FnOnce() -> String,
         op: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let after = self.inner.options.deadline;
-        tokio::time::timeout(after, op).await.unwrap_or_else(|_| {
-            Err(Error::Deadline {
-                operation: operation(),
-                after,
+        tokio::time::timeout(after, Box::pin(op))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Deadline {
+                    operation: operation(),
+                    after,
+                })
             })
-        })
     }
 
     /// Wait before retry `attempt + 1`: the configured backoff, doubling, capped.
