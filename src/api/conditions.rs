@@ -40,6 +40,22 @@ pub mod types {
     pub const CONSTANTS_MISSING: &str = "WorkspaceConstantsMissing";
 }
 
+/// Longest condition message: messages quote git, ssh and ToolJet, whose text is not ours to
+/// bound, and every condition lands in the object etcd stores.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// At most `max` bytes of `s`, cut at a character boundary, with an ellipsis when cut.
+pub fn bounded(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while cut > 0 && !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
 impl Condition {
     /// A condition with the given truth value.
     pub fn new(type_: &str, status: bool, reason: Reason, message: impl Into<String>) -> Self {
@@ -47,7 +63,7 @@ impl Condition {
             type_: type_.to_string(),
             status: if status { "True" } else { "False" }.to_string(),
             reason: reason.as_str().to_string(),
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE),
             last_transition_time: None,
             observed_generation: None,
         }
@@ -121,6 +137,16 @@ mod tests {
             "t3",
         );
         assert_eq!(flipped[0].last_transition_time.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn messages_are_bounded_at_a_character_boundary() {
+        let long = "é".repeat(MAX_MESSAGE);
+        let c = Condition::new("Ready", false, Reason::GitError, long);
+        assert!(c.message.len() <= MAX_MESSAGE + '…'.len_utf8());
+        assert!(c.message.ends_with('…'));
+        assert_eq!(bounded("short".into(), 3), "sho…");
+        assert_eq!(bounded("ab".into(), 3), "ab");
     }
 
     #[test]

@@ -172,6 +172,10 @@ reasons! {
     GitAppChanged,
     /// Pull: an import or replace could not finish or be undone yet; retried from its journal.
     SwapIncomplete,
+    /// The Kubernetes API refused a request of the operator (RBAC, admission, names, quotas).
+    KubernetesAPIRefused,
+    /// Push: another AppSync pushes the same app at another version.
+    PushConflict,
     /// The operator failed internally (a bug or the machine); retried.
     InternalError,
     // --- Events only

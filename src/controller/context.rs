@@ -86,6 +86,9 @@ pub type TimedCache<V> = std::collections::HashMap<String, (std::time::Instant, 
 pub type AppListSlot =
     tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::tooljet::AppSummary>>)>>;
 
+/// The AppSyncs pushing one app: AppSync key to (version, when last seen).
+pub type PushClaims = std::collections::BTreeMap<String, (String, std::time::Instant)>;
+
 /// Shared state of the reconcilers.
 pub struct Context {
     /// Kubernetes client.
@@ -108,6 +111,11 @@ pub struct Context {
     /// ToolJet clients per GitSyncConfig, keyed by config, URL and Secret version, with the
     /// time they were made (they cache the server version, so they are renewed now and then).
     pub tooljet_clients: std::sync::Mutex<TimedCache<crate::tooljet::Client>>,
+    /// Which Push AppSync exports which app at which version, per config and branch: two that
+    /// disagree on the version would overwrite each other in turn.
+    pub push_claims: std::sync::Mutex<std::collections::HashMap<String, PushClaims>>,
+    /// Consecutive failed reconciles per object, for exponential backoff.
+    pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -133,6 +141,64 @@ impl Context {
             tooljet_clients: Default::default(),
             app_lists: Default::default(),
             tooljet_workspaces: Default::default(),
+            failures: Default::default(),
+            push_claims: Default::default(),
+        }
+    }
+
+    /// Records that `aps` pushes the app behind `claim` at `version`, and returns the other
+    /// AppSyncs pushing it at another version within `ttl`.
+    pub fn claim_push(
+        &self,
+        claim: &str,
+        aps: &str,
+        version: &str,
+        ttl: Duration,
+    ) -> Vec<(String, String)> {
+        let Ok(mut m) = self.push_claims.lock() else {
+            return Vec::new();
+        };
+        let claims = m.entry(claim.to_string()).or_default();
+        claims.retain(|_, (_, at)| at.elapsed() < ttl);
+        claims.insert(
+            aps.to_string(),
+            (version.to_string(), std::time::Instant::now()),
+        );
+        claims
+            .iter()
+            .filter(|(k, (v, _))| k.as_str() != aps && v != version)
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Forgets the claims of a deleted AppSync.
+    pub fn release_claims(&self, aps: &str) {
+        if let Ok(mut m) = self.push_claims.lock() {
+            for claims in m.values_mut() {
+                claims.remove(aps);
+            }
+            m.retain(|_, c| !c.is_empty());
+        }
+    }
+
+    /// After a failed reconcile of `key`: the wait before the next try, doubling from
+    /// `retry_min` with every failure in a row, at most `retry_max`.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut m) => {
+                let n = m.entry(key.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        backoff_after(n, self.options.retry_min, self.options.retry_max)
+    }
+
+    /// After a successful reconcile of `key`: the next failure starts the backoff afresh.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
         }
     }
 
@@ -183,6 +249,13 @@ impl Context {
     }
 }
 
+/// The wait after `n` failures in a row: `min` doubled `n - 1` times, at most `max`. Pure,
+/// never overflows.
+pub fn backoff_after(n: u32, min: Duration, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(31));
+    min.saturating_mul(factor).min(max.max(min))
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary, with an ellipsis when cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -202,4 +275,28 @@ pub fn short(sha: &str) -> &str {
         end -= 1;
     }
     &sha[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_bounded() {
+        let (min, max) = (Duration::from_secs(5), Duration::from_secs(300));
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| backoff_after(n, min, max).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff_after(u32::MAX, min, max), max);
+        assert_eq!(backoff_after(0, min, max), min);
+        assert_eq!(backoff_after(3, max, min), max, "odd options do not panic");
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(short("abcdef0123456789"), "abcdef012345");
+        assert_eq!(short("ab"), "ab");
+    }
 }

@@ -121,7 +121,11 @@ async fn gitsyncconfigs(
         .run(
             |obj, ctx: Arc<Context>| async move {
                 let start = std::time::Instant::now();
+                let key = format!("GitSyncConfig/{}", key_of(obj.as_ref()));
                 let res = gitsyncconfig::reconcile(obj, ctx.clone()).await;
+                if res.is_ok() {
+                    ctx.succeeded(&key);
+                }
                 let err = res.as_ref().err().map(Error::metric_label);
                 ctx.metrics
                     .reconciled("GitSyncConfig", start.elapsed(), err);
@@ -170,7 +174,11 @@ async fn appsyncs(
         .run(
             |obj, ctx: Arc<Context>| async move {
                 let start = std::time::Instant::now();
+                let key = format!("AppSync/{}", key_of(obj.as_ref()));
                 let res = appsync::reconcile(obj, ctx.clone()).await;
+                if res.is_ok() {
+                    ctx.succeeded(&key);
+                }
                 let err = res.as_ref().err().map(Error::metric_label);
                 ctx.metrics.reconciled("AppSync", start.elapsed(), err);
                 res

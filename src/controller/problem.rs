@@ -85,8 +85,24 @@ impl From<Problem> for Failure {
 }
 
 impl From<kube::Error> for Failure {
+    /// Requests the API server refuses for what they are (RBAC, admission, a name too long,
+    /// a quota) are reported as a condition, since retrying alone will not help; the rest
+    /// (connection, 5xx, conflicts) fail the reconcile and are retried.
     fn from(e: kube::Error) -> Self {
-        Failure::Infra(Error::Kube(e))
+        match &e {
+            kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => {
+                Failure::Problem(Problem::retrying(
+                    Reason::KubernetesAPIRefused,
+                    format!(
+                        "the Kubernetes API refused a request ({} {}: {}); check the operator's RBAC (see the chart's ClusterRoles), admission policies and quotas in this namespace, and names (at most 253 characters, DNS-style); retried with backoff",
+                        s.code,
+                        s.reason,
+                        crate::api::bounded(s.message.clone(), 512)
+                    ),
+                ))
+            }
+            _ => Failure::Infra(Error::Kube(e)),
+        }
     }
 }
 

@@ -39,10 +39,10 @@ pub async fn reconcile(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, E
     .map_err(|e| Error::Finalizer(e.to_string()))
 }
 
-/// Requeue after infrastructure errors.
+/// Requeue after infrastructure errors, backing off exponentially per object.
 pub fn error_policy(aps: Arc<AppSync>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(appsync = %key_of(aps.as_ref()), error = %err, "reconcile error");
-    Action::requeue(ctx.options.retry_min)
+    Action::requeue(ctx.backoff(&format!("AppSync/{}", key_of(aps.as_ref()))))
 }
 
 /// Deleting an AppSync deletes nothing in git or ToolJet; an import or replace still in
@@ -80,6 +80,7 @@ async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> 
             });
         }
     }
+    ctx.release_claims(&key_of(&aps));
     let path = prev
         .git
         .as_ref()

@@ -186,6 +186,27 @@ pub fn plan_push(facts: &PushFacts, known: Option<&GitStatus>, view: &HeadView) 
     PushDecision::UpToDate(Box::new(outcome))
 }
 
+/// Two Push AppSyncs exporting one app at different versions would commit in turn forever:
+/// each is refused until one goes or they agree. Pure.
+pub fn check_push_conflict(
+    app: &str,
+    version: &str,
+    branch: &str,
+    others: &[(String, String)],
+) -> Result<(), Problem> {
+    if others.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = others
+        .iter()
+        .map(|(k, v)| format!("{k} (version {v})"))
+        .collect();
+    Err(Problem::stalled(
+        Reason::PushConflict,
+        format!("this AppSync pushes {app} version {version} to branch {branch}, and so does {}: they would overwrite each other in turn, so neither writes. Delete all but one, or give them the same spec.push.version", list.join(", ")),
+    ))
+}
+
 /// The problem of a push the planner refused.
 pub fn refusal_problem(r: &Refusal) -> Problem {
     let reason = match r {
@@ -223,13 +244,19 @@ pub fn push_outcome(facts: &PushFacts, result: PushResult) -> Result<Outcome, Pr
     }
 }
 
-/// A worker commit as status shows it.
+/// Longest commit message kept in status (git's are anyone's text).
+pub const MAX_COMMIT_MESSAGE: usize = 2048;
+/// Longest author name kept in status.
+pub const MAX_AUTHOR: usize = 256;
+
+/// A worker commit as status shows it, its free text bounded.
 pub fn commit_info(c: &worker::CommitInfo) -> CommitInfo {
+    use crate::api::bounded;
     CommitInfo {
-        sha: c.sha.clone(),
-        message: c.message.clone(),
-        author: c.author.clone(),
-        date: Some(c.date.clone()),
+        sha: bounded(c.sha.clone(), 64),
+        message: bounded(c.message.clone(), MAX_COMMIT_MESSAGE),
+        author: bounded(c.author.clone(), MAX_AUTHOR),
+        date: Some(bounded(c.date.clone(), 64)),
     }
 }
 

@@ -56,6 +56,11 @@ pub async fn push(
         name: exported.name.clone(),
         ..app
     };
+    let claim = format!("{}|{}|{}", cfg.key(), cfg.branch(), app.id);
+    let ttl = cfg.valid.interval.saturating_mul(3);
+    let me = super::super::key_of(aps);
+    let others = ctx.claim_push(&claim, &me, &exported.version_name, ttl);
+    plan::check_push_conflict(&app.name, &exported.version_name, cfg.branch(), &others)?;
     let digest = plan::synced_digest(&app.id, &app.name, &exported, &export);
     let facts = PushFacts {
         app: &app,

@@ -38,10 +38,10 @@ pub async fn reconcile(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(e.to_string()))
 }
 
-/// Requeue after infrastructure errors.
+/// Requeue after infrastructure errors, backing off exponentially per object.
 pub fn error_policy(gsc: Arc<GitSyncConfig>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(config = %key_of(gsc.as_ref()), error = %err, "reconcile error");
-    Action::requeue(ctx.options.retry_min)
+    Action::requeue(ctx.backoff(&format!("GitSyncConfig/{}", key_of(gsc.as_ref()))))
 }
 
 /// What the repository and ToolJet checks found, and the Events they call for.

@@ -190,6 +190,25 @@ fn worker_answers_become_outcomes() {
 }
 
 #[test]
+fn two_push_appsyncs_with_different_versions_conflict() {
+    assert!(check_push_conflict("Sales", "v1", "main", &[]).is_ok());
+    let p =
+        check_push_conflict("Sales", "v1", "main", &[("team/b".into(), "v2".into())]).unwrap_err();
+    assert_eq!(p.reason, Reason::PushConflict);
+    assert!(p.stalled && p.message.contains("team/b (version v2)"));
+}
+
+#[test]
+fn commit_text_from_git_is_bounded() {
+    let mut c = wcommit("abc");
+    c.message = "x".repeat(1 << 20);
+    c.author = "é".repeat(10_000);
+    let info = commit_info(&c);
+    assert!(info.message.len() <= MAX_COMMIT_MESSAGE + 3);
+    assert!(info.author.len() <= MAX_AUTHOR + 3);
+}
+
+#[test]
 fn refusals_name_what_to_do() {
     let (a, x) = (app("a1", "Sales"), exported());
     let name = Refusal::Name(crate::layout::app_folder("..").unwrap_err());
