@@ -18,10 +18,9 @@ use tooljet_gitsync_testkit::emulator::{AppRec, Emulator, EmulatorConfig, Fault}
 use tooljet_gitsync_testkit::gitserver::GitServer;
 use tooljet_gitsync_testkit::proc::free_port;
 
-use crate::gitsyncconfig::{manifest, ready_config_with};
+use crate::pull::prod_config_in;
 use crate::support::{
-    self, apply, aps_has, namespace, seed_tooljet_repo, trial, wait_aps, Env, FixtureFile,
-    SHARD_LABEL,
+    apply, aps_has, namespace, seed_tooljet_repo, trial, wait_aps, Env, FixtureFile, SHARD_LABEL,
 };
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
@@ -73,37 +72,6 @@ impl Operator {
         let _ = self.child.wait();
         self._data
     }
-}
-
-/// A Ready GitSyncConfig `sales` in `ns` for `workspace` of `prod`, session login.
-async fn prod_config(
-    env: &Env,
-    ns: &str,
-    git: &GitServer,
-    url: &str,
-    prod: &Emulator,
-    workspace: &str,
-) -> Result<()> {
-    support::secret(
-        &env.client,
-        ns,
-        "tooljet-prod",
-        &[
-            ("email", &prod.email().unwrap_or_default()),
-            ("password", &prod.password().unwrap_or_default()),
-        ],
-    )
-    .await?;
-    let m = manifest("sales", url, "", "")
-        .replace(&support::tooljet_url(), &prod.url())
-        .replace("name: tooljet-api", "name: tooljet-prod")
-        .replace(
-            "workspace: my-workspace",
-            &format!("workspace: {workspace}"),
-        )
-        .replace("interval: 1m", "interval: 10s");
-    ready_config_with(env, ns, git, &m).await?;
-    Ok(())
 }
 
 fn pull_appsync(name: &str, app: &str) -> String {
@@ -295,7 +263,7 @@ async fn crash_rounds(env: Arc<Env>) -> Result<()> {
 
     // Replace rounds: one app pulled into my-workspace, replaced once per step.
     let ns = namespace(c, "crash-replace").await?;
-    prod_config(&env, &ns, &git, &url, &prod, "my-workspace").await?;
+    prod_config_in(&env, &ns, &git, &url, &prod, "my-workspace").await?;
     let mut op = Operator::start(&env, None)?;
     apply::<AppSync>(c, &ns, &pull_appsync("crash", "Sales Dashboard")).await?;
     wait_aps(c, &ns, "crash", "first import", |a| {
@@ -368,7 +336,7 @@ async fn crash_rounds(env: Arc<Env>) -> Result<()> {
 
     // First imports into staging, killed while importing and while taking the name.
     let ns2 = namespace(c, "crash-first").await?;
-    prod_config(&env, &ns2, &git, &url, &prod, "staging").await?;
+    prod_config_in(&env, &ns2, &git, &url, &prod, "staging").await?;
     let head = git.git("apps", &["rev-parse", "main"])?.trim().to_string();
     for (name, app, method, pattern) in [
         (

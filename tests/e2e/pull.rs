@@ -41,6 +41,18 @@ async fn prod_config(
     url: &str,
     prod: &Emulator,
 ) -> Result<()> {
+    prod_config_in(env, ns, git, url, prod, "my-workspace").await
+}
+
+/// [`prod_config`] for a given workspace of `prod`.
+pub async fn prod_config_in(
+    env: &Env,
+    ns: &str,
+    git: &GitServer,
+    url: &str,
+    prod: &Emulator,
+    workspace: &str,
+) -> Result<()> {
     support::secret(
         &env.client,
         ns,
@@ -54,6 +66,10 @@ async fn prod_config(
     let m = manifest("sales", url, "", "")
         .replace(&support::tooljet_url(), &prod.url())
         .replace("name: tooljet-api", "name: tooljet-prod")
+        .replace(
+            "workspace: my-workspace",
+            &format!("workspace: {workspace}"),
+        )
         .replace("interval: 1m", "interval: 10s");
     ready_config_with(env, ns, git, &m).await?;
     Ok(())

@@ -28,32 +28,16 @@ pub fn validate(aps: &AppSync) -> Result<(), Problem> {
     Ok(())
 }
 
-/// A branch, tag or commit sha as git accepts it on a command line: never an option, no
-/// whitespace, control characters or revision syntax.
+/// A branch, tag or commit sha as git accepts it on a command line and in a ref: never an
+/// option, no whitespace, control characters or revision syntax.
 pub fn check_revision(rev: &str) -> Result<(), Problem> {
-    let bad = |why: &str| {
-        Problem::stalled(
+    match super::super::gitsyncconfig::ref_format_violation(rev) {
+        None => Ok(()),
+        Some(why) => Err(Problem::stalled(
             Reason::InvalidRevision,
             format!("spec.pull.revision {rev:?} is not a branch, tag or commit sha: {why}"),
-        )
-    };
-    if rev.is_empty() || rev.starts_with('-') {
-        return Err(bad("it must not be empty or start with '-'"));
+        )),
     }
-    if rev.contains("..") || rev.contains("@{") || rev.ends_with('/') || rev.starts_with('/') {
-        return Err(bad(
-            "it must not contain '..' or '@{', or start or end with '/'",
-        ));
-    }
-    if rev
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
-    {
-        return Err(bad(
-            "it must not contain spaces, control characters or any of ~^:?*[\\",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

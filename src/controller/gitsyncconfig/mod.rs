@@ -9,8 +9,8 @@ mod validate;
 pub use key::{data_str, is_generated_by, read_identity};
 pub use status::{access_problem, conditions, Observations};
 pub use validate::{
-    check_branch_name, interval_or_default, parse_interval, validate, Validated, DEFAULT_INTERVAL,
-    MAX_INTERVAL, MIN_INTERVAL,
+    check_branch_name, interval_or_default, parse_interval, ref_format_violation, validate,
+    Validated, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL,
 };
 
 use std::sync::Arc;

@@ -81,33 +81,34 @@ pub fn interval_or_default(s: &str) -> Duration {
 
 /// git's ref-name rules (check-ref-format), the parts that matter for a branch.
 pub fn check_branch_name(b: &str) -> Result<(), Problem> {
-    let bad = |why: &str| {
-        Problem::stalled(
+    match ref_format_violation(b) {
+        None => Ok(()),
+        Some(why) => Err(Problem::stalled(
             Reason::InvalidBranch,
             format!("spec.repository.branch {b:?} is not a valid git branch name: {why}"),
-        )
-    };
+        )),
+    }
+}
+
+/// What makes `name` no valid branch or tag name (git's check-ref-format, the parts that
+/// matter on a command line and in a ref), if anything. Pure.
+pub fn ref_format_violation(name: &str) -> Option<&'static str> {
+    let b = name;
     if b.is_empty() || b.starts_with('-') || b.starts_with('/') || b.ends_with('/') {
-        return Err(bad(
-            "it must not be empty or start with '-' or '/', or end with '/'",
-        ));
+        return Some("it must not be empty or start with '-' or '/', or end with '/'");
     }
     if b.contains("..") || b.contains("//") || b.contains("@{") || b == "@" {
-        return Err(bad("it must not contain '..', '//' or '@{'"));
+        return Some("it must not contain '..', '//' or '@{'");
     }
     if b.ends_with(".lock") || b.ends_with('.') || b.split('/').any(|c| c.starts_with('.')) {
-        return Err(bad(
-            "no component may start with '.', and it must not end with '.' or '.lock'",
-        ));
+        return Some("no component may start with '.', and it must not end with '.' or '.lock'");
     }
     if b.chars()
         .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
     {
-        return Err(bad(
-            "it must not contain spaces, control characters or any of ~^:?*[\\",
-        ));
+        return Some("it must not contain spaces, control characters or any of ~^:?*[\\");
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]
