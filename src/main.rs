@@ -247,6 +247,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         identity: std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id())),
         duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
         renew_every: Duration::from_secs(3),
     });
     let lost = match &lease {
@@ -292,15 +293,15 @@ async fn lead(
     health: &Health,
 ) -> Option<bool> {
     let mut wait_stop = stop_rx.clone();
-    tokio::select! {
-        _ = leader::acquire(client, cfg) => {},
+    let acquired = tokio::select! {
+        at = leader::acquire(client, cfg) => at,
         _ = wait_stop.wait_for(|s| *s) => return None,
-    }
+    };
     let (c, cfg2, tx) = (client.clone(), cfg.clone(), stop_tx.clone());
     let lost_flag = Arc::new(AtomicBool::new(false));
     let lf = lost_flag.clone();
     tokio::spawn(async move {
-        leader::hold(&c, &cfg2).await;
+        leader::hold(&c, &cfg2, acquired).await;
         lf.store(true, Ordering::Relaxed);
         let _ = tx.send(true);
     });
