@@ -284,6 +284,8 @@ async fn run_controllers(ctx: Arc<Context>, stop: &tokio::sync::watch::Receiver<
 
 /// Waits for the Lease, then runs the controllers while holding it. `None`: stopped before
 /// becoming leader; otherwise whether leadership was lost (rather than given up on stop).
+/// Renewal keeps running during a graceful stop and ends before the Lease is released. On a
+/// lost lease, reconciles still running when the Lease may expire for others are dropped.
 async fn lead(
     client: &kube::Client,
     cfg: &leader::LeaseConfig,
@@ -297,21 +299,31 @@ async fn lead(
         at = leader::acquire(client, cfg) => at,
         _ = wait_stop.wait_for(|s| *s) => return None,
     };
-    let (c, cfg2, tx) = (client.clone(), cfg.clone(), stop_tx.clone());
-    let lost_flag = Arc::new(AtomicBool::new(false));
-    let lf = lost_flag.clone();
-    tokio::spawn(async move {
-        leader::hold(&c, &cfg2, acquired).await;
-        lf.store(true, Ordering::Relaxed);
-        let _ = tx.send(true);
-    });
     health.ready.store(true, Ordering::Relaxed);
-    run_controllers(ctx, stop_rx).await;
-    let lost = lost_flag.load(Ordering::Relaxed);
-    if !lost {
-        leader::release(client, cfg).await;
+    let controllers = run_controllers(ctx, stop_rx);
+    tokio::pin!(controllers);
+    // Its own task, so a busy controller cannot delay renewals.
+    let (c, held) = (client.clone(), cfg.clone());
+    let mut renewer = tokio::spawn(async move { leader::hold(&c, &held, acquired).await });
+    let expires = tokio::select! {
+        _ = &mut controllers => {
+            renewer.abort();
+            // Gone before the release, so no renewal can take the Lease back.
+            let _ = (&mut renewer).await;
+            leader::release(client, cfg).await;
+            return Some(false);
+        }
+        expires = &mut renewer => expires.unwrap_or_else(|_| tokio::time::Instant::now()),
+    };
+    health.ready.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout_at(expires, &mut controllers)
+        .await
+        .is_err()
+    {
+        tracing::error!("controllers did not stop before the lease could expire; abandoning them");
     }
-    Some(lost)
+    Some(true)
 }
 
 fn hostname() -> String {
