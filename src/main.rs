@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (both controllers).
-    Run(RunArgs),
+    // Boxed: the flags outweigh the other variant (clippy::large_enum_variant).
+    Run(Box<RunArgs>),
     /// Print both CustomResourceDefinitions as YAML.
     Crd,
 }
@@ -55,6 +56,16 @@ struct RunArgs {
     /// Lease namespace (default: the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// How long the Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    lease_duration: Duration,
+    /// The leader stops reconciling this long after its last successful renewal; below
+    /// --lease-duration, so it has stopped before a standby can take over.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    lease_renew_deadline: Duration,
+    /// How often the leader renews and a standby retries; also each Lease request's timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    lease_retry_period: Duration,
     /// Only watch this namespace.
     #[arg(long)]
     watch_namespace: Option<String>,
@@ -97,7 +108,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(args)) {
+            match rt.block_on(run(*args)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "operator stopped");
@@ -204,6 +215,11 @@ async fn wait_for_crds(client: &Client) -> Result<(), kube::Error> {
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    leader::validate_timing(
+        args.lease_duration,
+        args.lease_renew_deadline,
+        args.lease_retry_period,
+    )?;
     let client = Client::try_default().await?;
     let options = Options {
         data_dir: args.data_dir.clone(),
@@ -246,9 +262,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         namespace: args.lease_namespace.clone(),
         identity: std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id())),
-        duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        renew_every: Duration::from_secs(3),
+        duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        renew_every: args.lease_retry_period,
     });
     let lost = match &lease {
         Some(cfg) => match lead(&client, cfg, ctx, &stop_tx, &stop_rx, &health).await {
