@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (both controllers).
-    Run(RunArgs),
+    // Boxed: the flags outweigh the other variant (clippy::large_enum_variant).
+    Run(Box<RunArgs>),
     /// Print both CustomResourceDefinitions as YAML.
     Crd,
 }
@@ -55,6 +56,16 @@ struct RunArgs {
     /// Lease namespace (default: the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// How long the Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    lease_duration: Duration,
+    /// The leader stops reconciling this long after its last successful renewal; below
+    /// --lease-duration, so it has stopped before a standby can take over.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    lease_renew_deadline: Duration,
+    /// How often the leader renews and a standby retries; also each Lease request's timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    lease_retry_period: Duration,
     /// Only watch this namespace.
     #[arg(long)]
     watch_namespace: Option<String>,
@@ -97,7 +108,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(args)) {
+            match rt.block_on(run(*args)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "operator stopped");
@@ -204,6 +215,11 @@ async fn wait_for_crds(client: &Client) -> Result<(), kube::Error> {
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    leader::validate_timing(
+        args.lease_duration,
+        args.lease_renew_deadline,
+        args.lease_retry_period,
+    )?;
     let client = Client::try_default().await?;
     let options = Options {
         data_dir: args.data_dir.clone(),
@@ -246,8 +262,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         namespace: args.lease_namespace.clone(),
         identity: std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id())),
-        duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(3),
+        duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        renew_every: args.lease_retry_period,
     });
     let lost = match &lease {
         Some(cfg) => match lead(&client, cfg, ctx, &stop_tx, &stop_rx, &health).await {
@@ -283,6 +300,8 @@ async fn run_controllers(ctx: Arc<Context>, stop: &tokio::sync::watch::Receiver<
 
 /// Waits for the Lease, then runs the controllers while holding it. `None`: stopped before
 /// becoming leader; otherwise whether leadership was lost (rather than given up on stop).
+/// Renewal keeps running during a graceful stop and ends before the Lease is released. On a
+/// lost lease, reconciles still running when the Lease may expire for others are dropped.
 async fn lead(
     client: &kube::Client,
     cfg: &leader::LeaseConfig,
@@ -292,25 +311,35 @@ async fn lead(
     health: &Health,
 ) -> Option<bool> {
     let mut wait_stop = stop_rx.clone();
-    tokio::select! {
-        _ = leader::acquire(client, cfg) => {},
+    let acquired = tokio::select! {
+        at = leader::acquire(client, cfg) => at,
         _ = wait_stop.wait_for(|s| *s) => return None,
-    }
-    let (c, cfg2, tx) = (client.clone(), cfg.clone(), stop_tx.clone());
-    let lost_flag = Arc::new(AtomicBool::new(false));
-    let lf = lost_flag.clone();
-    tokio::spawn(async move {
-        leader::hold(&c, &cfg2).await;
-        lf.store(true, Ordering::Relaxed);
-        let _ = tx.send(true);
-    });
+    };
     health.ready.store(true, Ordering::Relaxed);
-    run_controllers(ctx, stop_rx).await;
-    let lost = lost_flag.load(Ordering::Relaxed);
-    if !lost {
-        leader::release(client, cfg).await;
+    let controllers = run_controllers(ctx, stop_rx);
+    tokio::pin!(controllers);
+    // Its own task, so a busy controller cannot delay renewals.
+    let (c, held) = (client.clone(), cfg.clone());
+    let mut renewer = tokio::spawn(async move { leader::hold(&c, &held, acquired).await });
+    let expires = tokio::select! {
+        _ = &mut controllers => {
+            renewer.abort();
+            // Gone before the release, so no renewal can take the Lease back.
+            let _ = (&mut renewer).await;
+            leader::release(client, cfg).await;
+            return Some(false);
+        }
+        expires = &mut renewer => expires.unwrap_or_else(|_| tokio::time::Instant::now()),
+    };
+    health.ready.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout_at(expires, &mut controllers)
+        .await
+        .is_err()
+    {
+        tracing::error!("controllers did not stop before the lease could expire; abandoning them");
     }
-    Some(lost)
+    Some(true)
 }
 
 fn hostname() -> String {

@@ -45,6 +45,8 @@ impl Operator {
             .arg(data.path().join("data"))
             .arg("--label-selector")
             .arg(format!("{SHARD_LABEL}=binary"))
+            .args(["--lease-duration", "15s", "--lease-renew-deadline", "10s"])
+            .args(["--lease-retry-period", "2s"])
             .env("KUBECONFIG", &env.kube.kubeconfig)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info")
@@ -129,9 +131,32 @@ spec:
     )
 }
 
+/// A renew deadline not below the lease duration could let two replicas lead: refused at start.
+fn refuses_unsafe_lease_timing(env: &Env, ns: &str) -> Result<()> {
+    let out = Command::new(env!("CARGO_BIN_EXE_tooljet-gitsync-operator"))
+        .args(["run", "--leader-elect", "--lease-name", "e2e-operator"])
+        .args(["--lease-namespace", ns, "--http-addr", "127.0.0.1:0"])
+        .args(["--lease-duration", "5s", "--lease-renew-deadline", "5s"])
+        .env("KUBECONFIG", &env.kube.kubeconfig)
+        .env("RUST_LOG", "info")
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.code() == Some(1), "exit {:?}: {log}", out.status);
+    ensure!(
+        log.contains("must be shorter than the lease duration"),
+        "{log}"
+    );
+    Ok(())
+}
+
 async fn leader_election(env: Arc<Env>) -> Result<()> {
     let c = &env.client;
     let ns = namespace(c, "runtime").await?;
+    refuses_unsafe_lease_timing(&env, &ns)?;
+    ensure!(
+        holder(&env, &ns).await.is_none(),
+        "a refused replica touched the Lease"
+    );
     let mut a = Operator::start(&env, "replica-a", &ns)?;
     let ready_a = wait(Duration::from_secs(30), || async {
         (a.get("/readyz")?.0 == 200).then_some(())
