@@ -114,7 +114,14 @@ impl RepoUrl {
         }
     }
 
-    /// A key for the per-repository worker: the same repository always maps to the same key.
+    /// The repository as the server resolves it, as a canonical URL of it: the key of its
+    /// worker and of its mirror directory, so two spellings of one repository share them and
+    /// two repositories never do. User as given, host lowercased, the port explicit (22), and
+    /// the path as git sends it to the server: scp-like paths are relative to the user's home
+    /// (`git@h:x.git` is `ssh://git@h:22/~/x.git`), `ssh://` paths absolute unless they start
+    /// with `/~`. Repeated and trailing slashes are dropped; nothing else is guessed (`x` and
+    /// `x.git` stay apart: telling them apart costs a second mirror, merging them could mix
+    /// two repositories).
     pub fn identity(&self) -> String {
         match self {
             RepoUrl::Ssh {
@@ -124,13 +131,61 @@ impl RepoUrl {
                 path,
                 ..
             } => format!(
-                "ssh://{user}@{}:{}/{}",
-                host.to_ascii_lowercase(),
+                "ssh://{user}@{}:{}{}",
+                bracket_v6(&host.to_ascii_lowercase()),
                 port.unwrap_or(22),
-                path.trim_start_matches('/').trim_end_matches('/')
+                server_path(path)
             ),
-            RepoUrl::File { path, .. } => format!("file://{path}"),
+            RepoUrl::File { path, .. } => format!("file://{}", collapse_slashes(path)),
         }
+    }
+}
+
+/// IPv6 addresses keep their brackets, so the port stays unambiguous.
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// The path the server resolves, as the path of an `ssh://` URL meaning the same: `/abs`,
+/// `/~/rel` (the user's home) or `/~user/rel` (another user's).
+fn server_path(path: &str) -> String {
+    // git (connect.c) drops the first character when the second is `~`: `ssh://h/~u/x` and
+    // `h:/~u/x` reach the server as `~u/x`. Byte 1 being `~` makes byte 0 ASCII.
+    let sent = if path.as_bytes().get(1) == Some(&b'~') {
+        &path[1..]
+    } else {
+        path
+    };
+    if sent.starts_with('/') {
+        let absolute = collapse_slashes(sent);
+        // `/~…` would read as a home directory; `/./~…` is the same absolute path.
+        return match absolute.strip_prefix("/~") {
+            Some(rest) => format!("/./~{rest}"),
+            None => absolute,
+        };
+    }
+    // `x` and `~/x` are both relative to the home directory, where ssh sessions start.
+    let relative = sent.strip_prefix("~/").unwrap_or(sent);
+    if relative.starts_with('~') {
+        format!("/{}", collapse_slashes(relative))
+    } else {
+        format!("/~/{}", collapse_slashes(relative))
+    }
+}
+
+/// `a//b/` as `a/b` (a leading `/` kept): one directory either way on the server.
+fn collapse_slashes(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
     }
 }
 
@@ -359,13 +414,44 @@ mod tests {
     }
 
     #[test]
-    fn identity_is_stable_across_spellings() {
-        let a = RepoUrl::parse("git@GitHub.com:acme/r.git")
-            .unwrap()
-            .identity();
-        let b = RepoUrl::parse("ssh://git@github.com/acme/r.git")
-            .unwrap()
-            .identity();
-        assert_eq!(a, b);
+    fn identity_is_the_repository_as_the_server_resolves_it() {
+        let id = |u: &str| RepoUrl::parse(u).unwrap().identity();
+        // Host case, the default port and slashes do not make another repository.
+        assert_eq!(
+            id("ssh://git@github.com:22/acme/r.git"),
+            id("ssh://git@GitHub.COM/acme/r.git")
+        );
+        assert_eq!(
+            id("ssh://git@github.com/acme/r.git"),
+            "ssh://git@github.com:22/acme/r.git"
+        );
+        assert_eq!(
+            id("ssh://git@h//acme//r.git/"),
+            id("ssh://git@h/acme/r.git")
+        );
+        assert_eq!(id("git@H:acme/r.git"), id("git@h:acme/r.git/"));
+        // scp-like paths are relative to the home directory, ssh:// paths absolute.
+        assert_ne!(id("git@h:x.git"), id("ssh://git@h/x.git"));
+        assert_eq!(id("git@h:x.git"), "ssh://git@h:22/~/x.git");
+        assert_eq!(id("git@h:x.git"), id("ssh://git@h/~/x.git"));
+        assert_eq!(id("git@h:x.git"), id("git@h:~/x.git"));
+        assert_eq!(id("git@h:/srv/x.git"), id("ssh://git@h/srv/x.git"));
+        assert_eq!(id("git@h:~bob/x.git"), "ssh://git@h:22/~bob/x.git");
+        assert_eq!(id("git@h:~bob/x.git"), id("ssh://git@h/~bob/x.git"));
+        assert_ne!(id("git@h:~bob/x.git"), id("git@h:x.git"));
+        // Another port, user or path is another repository.
+        assert_ne!(id("ssh://git@h:2222/x.git"), id("ssh://git@h/x.git"));
+        assert_ne!(id("ssh://git@h/x.git"), id("ssh://gitlab@h/x.git"));
+        assert_ne!(id("ssh://git@h/x.git"), id("ssh://git@h/x"));
+        assert_ne!(id("ssh://git@h/X.git"), id("ssh://git@h/x.git"));
+        assert_eq!(
+            id("ssh://git@[::1]:2222/r.git"),
+            "ssh://git@[::1]:2222/r.git"
+        );
+        assert_eq!(id("git@[::1]:r.git"), "ssh://git@[::1]:22/~/r.git");
+        assert_eq!(id("file:///srv//r.git/"), "file:///srv/r.git");
+        // An absolute path that begins with `~` is no home directory.
+        assert_eq!(id("ssh://git@h//~/x.git"), "ssh://git@h:22/./~/x.git");
+        assert_ne!(id("ssh://git@h//~/x.git"), id("git@h:x.git"));
     }
 }
