@@ -19,6 +19,7 @@ LABEL org.opencontainers.image.title="tooljet-gitsync-operator" \
       org.opencontainers.image.source="https://github.com/tooljet-gitsync/tooljet-gitsync-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 # git pushes (gix has no push) and ssh transports; CA certificates for the ToolJet HTTPS API.
+# coreutils' `timeout` (in the base image) bounds the ssh that gix starts for a fetch.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*

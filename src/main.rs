@@ -78,6 +78,10 @@ struct RunArgs {
     /// Reconciles running at once per kind.
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
+    /// Deadline of one git command (ls-remote, push); a fetch gets five times as long. A
+    /// repository that stops answering fails after it instead of holding its worker.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    git_timeout: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -227,6 +231,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         label_selector: args.label_selector.clone(),
         allow_cross_namespace_refs: args.allow_cross_namespace_refs,
         concurrency: args.concurrency.max(1),
+        git_timeout: args.git_timeout.max(Duration::from_secs(1)),
         ..Options::default()
     };
     let ctx = Arc::new(Context::new(client.clone(), options));

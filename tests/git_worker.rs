@@ -80,21 +80,33 @@ fn export(name: &str, version: &str, text: &str) -> Value {
     })
 }
 
+/// A push of `name` (version `version`, content `text`) with `transport`.
+fn job_with(
+    transport: Transport,
+    app_id: &str,
+    name: &str,
+    version: &str,
+    text: &str,
+    message: &str,
+) -> PushJob {
+    PushJob {
+        transport,
+        branch: "main".into(),
+        app_id: app_id.into(),
+        app_name: name.into(),
+        version_id: format!("{version}-id"),
+        version_name: version.into(),
+        export: export(name, version, text),
+        message: message.into(),
+        author_name: "Jane Doe".into(),
+        author_email: "jane@example.com".into(),
+        date: "2024-03-01T10:22:33.123Z".parse().unwrap(),
+    }
+}
+
 impl Env {
     fn job(&self, app_id: &str, name: &str, version: &str, text: &str, message: &str) -> PushJob {
-        PushJob {
-            transport: self.transport.clone(),
-            branch: "main".into(),
-            app_id: app_id.into(),
-            app_name: name.into(),
-            version_id: format!("{version}-id"),
-            version_name: version.into(),
-            export: export(name, version, text),
-            message: message.into(),
-            author_name: "Jane Doe".into(),
-            author_email: "jane@example.com".into(),
-            date: "2024-03-01T10:22:33.123Z".parse().unwrap(),
-        }
+        job_with(self.transport.clone(), app_id, name, version, text, message)
     }
 
     async fn push(&self, job: PushJob) -> Result<PushResult> {
@@ -796,5 +808,137 @@ async fn transport_failures_keep_their_kind() -> Result<()> {
     ensure!(env.git(&["rev-parse", "--verify", "-q", "main"]).is_err());
     let r = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
     committed(&r)?;
+    Ok(())
+}
+
+/// A TCP server on loopback that accepts every connection and never sends a byte.
+fn silent_server() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    Ok(port)
+}
+
+/// Processes whose command line mentions `needle` (the ssh and git a worker started).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stuck_repositories_end_within_their_deadlines() -> Result<()> {
+    const COMMAND: Duration = Duration::from_secs(3);
+    const FETCH: Duration = Duration::from_secs(6);
+    const REQUEST: Duration = Duration::from_secs(9);
+    let server = GitServer::start()?;
+    let healthy_url = RepoUrl::parse(&server.create_repo("healthy")?)?;
+    let stuck_url = RepoUrl::parse(&server.create_repo("stuck")?)?;
+    let good = keys::generate(KeyType::Ed25519, "good")?;
+    server.authorize(&good.info.public_openssh, Access::ReadWrite)?;
+    let stalling = keys::generate(KeyType::Ed25519, "stalling")?;
+    server.authorize(&stalling.info.public_openssh, Access::Stalls)?;
+    let pinned = HostKeyPolicy::Pinned(server.known_hosts_line()?);
+    let transport = |key: &keys::DeployKey, host_keys: HostKeyPolicy| Transport {
+        private_key: Some(key.private_openssh.clone()),
+        host_keys,
+    };
+    let silent_url = RepoUrl::parse(&format!("ssh://git@127.0.0.1:{}/x.git", silent_server()?))?;
+    let data = tempfile::tempdir()?;
+    let scratch = data.path().join("scratch");
+    let workers = Workers::with_request_timeout(
+        GitCli::new(&scratch, COMMAND).with_fetch_timeout(FETCH),
+        data.path().join("mirrors"),
+        REQUEST,
+    );
+    let started = std::time::Instant::now();
+    let snapshot = |url: &RepoUrl, t: Transport| {
+        let worker = workers.get(url);
+        tokio::spawn(async move {
+            let r = worker.snapshot(t, "main", vec![], Duration::ZERO).await;
+            (r, started.elapsed())
+        })
+    };
+    // Accepts TCP, never answers; authenticates, then never answers (twice, queued).
+    let silent = snapshot(
+        &silent_url,
+        transport(&good, HostKeyPolicy::TrustOnFirstUse),
+    );
+    let stalled = snapshot(&stuck_url, transport(&stalling, pinned.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = snapshot(&stuck_url, transport(&stalling, pinned.clone()));
+
+    // Meanwhile a healthy repository of the same Workers keeps answering.
+    let healthy = workers.get(&healthy_url);
+    let job = job_with(
+        transport(&good, pinned.clone()),
+        "app-1",
+        "Sales",
+        "v1",
+        "x",
+        "",
+    );
+    let pushed = healthy.push(job).await?;
+    let (sha, ..) = committed(&pushed)?;
+    let snap = healthy
+        .snapshot(transport(&good, pinned), "main", vec!["Sales".into()], LONG)
+        .await?;
+    ensure!(snap.commit.map(|c| c.sha).as_deref() == Some(sha));
+    ensure!(
+        !silent.is_finished() && !stalled.is_finished() && !queued.is_finished(),
+        "the healthy repository answered while the stuck ones still hang ({:?})",
+        started.elapsed()
+    );
+
+    let (r, took) = silent.await?;
+    let e = r.err().context("a silent server cannot answer")?;
+    ensure!(e.reason() == "RepositoryUnreachable", "{e:?}");
+    ensure!(e.to_string().contains("within 3s"), "{e}");
+    ensure!(took < Duration::from_secs(12), "silent server: {took:?}");
+    eprintln!("silent server, {took:?}: {e}");
+
+    let (r, took) = stalled.await?;
+    let e = r.err().context("a stalled server cannot answer")?;
+    ensure!(e.reason() == "RepositoryUnreachable", "{e:?}");
+    ensure!(e.to_string().contains("within 6s"), "{e}");
+    ensure!(
+        took >= FETCH && took < FETCH + Duration::from_secs(4),
+        "stalled: {took:?}"
+    );
+    eprintln!("stalled server, {took:?}: {e}");
+
+    // Queued behind the stalled fetch: the caller stops waiting at its deadline.
+    let (r, took) = queued.await?;
+    let e = r.err().context("queued behind a stalled fetch")?;
+    ensure!(matches!(e, WorkerError::Busy { .. }), "{e:?}");
+    ensure!(
+        e.reason() == "RepositoryBusy" && e.to_string().contains("9s"),
+        "{e}"
+    );
+    ensure!(took < REQUEST + Duration::from_secs(2), "queued: {took:?}");
+
+    // Every ssh the worker started was killed at its deadline (the queued request's fetch
+    // ends at two fetch timeouts).
+    let settled = FETCH * 2 + Duration::from_secs(2);
+    tokio::time::sleep(settled.saturating_sub(started.elapsed())).await;
+    let left = processes_mentioning(&scratch.to_string_lossy());
+    ensure!(left.is_empty(), "processes left: {left:?}");
     Ok(())
 }

@@ -188,6 +188,9 @@ reasons! {
     // --- tooljet hardening
     /// `spec.tooljet.url` is plain http to a host that is not loopback, without `allowInsecureHTTP`.
     InsecureToolJetURL,
+    // --- git hardening
+    /// The repository's worker did not answer in time (a slow or stuck repository); retried.
+    RepositoryBusy,
 }
 
 impl fmt::Display for Reason {

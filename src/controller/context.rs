@@ -52,7 +52,8 @@ pub struct Options {
     pub retry_min: Duration,
     /// Longest wait before retrying a failing check.
     pub retry_max: Duration,
-    /// Timeout of one git command.
+    /// Deadline of one git command; a fetch gets [`crate::git::cli::FETCH_TIMEOUT_FACTOR`]
+    /// times it, and a caller of a repository's worker a few fetches.
     pub git_timeout: Duration,
     /// Restrict to one namespace.
     pub watch_namespace: Option<String>,

@@ -1,5 +1,10 @@
 //! The `git` subprocess edge: a controlled environment (no user or system config, no prompts,
 //! no agent) and a per-call `GIT_SSH_COMMAND` carrying the deploy key and host-key policy.
+//!
+//! Every remote operation ends within a deadline (a server that accepts the connection and
+//! then never answers must not wedge a repository's worker): a git command is killed with its
+//! whole process group (git and the ssh it started) after [`GitCli::timeout`], and the ssh
+//! that gix starts for a fetch is wrapped so that it dies after [`GitCli::fetch_timeout`].
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
@@ -31,12 +36,23 @@ pub struct Transport {
     pub host_keys: HostKeyPolicy,
 }
 
+/// A fetch moves whole histories (a first fetch of a large repository), so it may take this
+/// many command timeouts.
+pub const FETCH_TIMEOUT_FACTOR: u32 = 5;
+
+/// ssh gives up connecting (TCP, banner, key exchange) after at most this long.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// ssh gives up connecting this long after a git command would be killed, so a command's own
+/// deadline (whose message names it) is what a user sees.
+const CONNECT_TIMEOUT_SLACK: Duration = Duration::from_secs(1);
+
 /// Runs git. Cheap to clone; holds only paths and limits.
 #[derive(Clone, Debug)]
 pub struct GitCli {
     git: PathBuf,
     scratch: PathBuf,
     timeout: Duration,
+    fetch_timeout: Duration,
 }
 
 /// Output of a successful git call.
@@ -49,13 +65,31 @@ pub struct GitOutput {
 }
 
 impl GitCli {
-    /// `scratch` holds short-lived private directories for key files (mode 0700).
+    /// `scratch` holds short-lived private directories for key files (mode 0700); `timeout`
+    /// bounds every git command, and [`FETCH_TIMEOUT_FACTOR`] times it every fetch.
     pub fn new(scratch: impl Into<PathBuf>, timeout: Duration) -> Self {
         GitCli {
             git: PathBuf::from("git"),
             scratch: scratch.into(),
             timeout,
+            fetch_timeout: timeout.saturating_mul(FETCH_TIMEOUT_FACTOR),
         }
+    }
+
+    /// Overrides the deadline of a fetch (tests of stuck servers want it short).
+    pub fn with_fetch_timeout(mut self, fetch_timeout: Duration) -> Self {
+        self.fetch_timeout = fetch_timeout;
+        self
+    }
+
+    /// Deadline of one git command (ls-remote, push, each step of the connection check).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Deadline of one fetch into a mirror.
+    pub fn fetch_timeout(&self) -> Duration {
+        self.fetch_timeout
     }
 
     /// Directory for the operator's working files.
@@ -104,7 +138,7 @@ impl GitCli {
             "-o".into(),
             "UpdateHostKeys=no".into(),
             "-o".into(),
-            "ConnectTimeout=15".into(),
+            format!("ConnectTimeout={}", connect_timeout(self.timeout)),
             "-o".into(),
             "ServerAliveInterval=15".into(),
             "-o".into(),
@@ -138,9 +172,20 @@ pub struct GitSession {
 }
 
 impl GitSession {
-    /// The ssh command line (for gix's `core.sshCommand`); holds paths, never key material.
+    /// The ssh command line; holds paths, never key material.
     pub fn ssh_command(&self) -> &str {
         &self.ssh_command
+    }
+
+    /// The ssh command line for callers that cannot kill the ssh they start (gix's
+    /// `core.sshCommand`): coreutils' `timeout` kills ssh (its process group) after `deadline`,
+    /// so a server that stops answering mid-fetch cannot hold the caller forever.
+    pub fn ssh_command_within(&self, deadline: Duration) -> String {
+        format!(
+            "timeout --signal=KILL {}s {}",
+            whole_seconds(deadline),
+            self.ssh_command
+        )
     }
 
     /// Host keys recorded during this session under trust-on-first-use.
@@ -153,7 +198,9 @@ impl GitSession {
             .filter(|s| !s.trim().is_empty())
     }
 
-    /// Runs `git <args>` in `cwd`, with `stdin` fed when given.
+    /// Runs `git <args>` in `cwd`, with `stdin` fed when given. Killed with everything it
+    /// started (its ssh) when it runs longer than the command timeout, or when the returned
+    /// future is dropped.
     pub async fn run<I, S>(
         &self,
         args: I,
@@ -165,6 +212,49 @@ impl GitSession {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut cmd = self.command(&args, cwd, stdin.is_some(), env);
+        let mut child = cmd.spawn().map_err(|e| GitFailure {
+            kind: GitFailureKind::Other,
+            detail: format!(
+                "cannot start git: {e}; the operator needs git and openssh-client installed"
+            ),
+        })?;
+        // Declared after the child, so dropped (the group killed) before the child is reaped.
+        let mut group = KillGroupOnDrop(child.id());
+        let io = collect(&mut child, stdin);
+        let Ok(collected) = tokio::time::timeout(self.cli.timeout, io).await else {
+            drop(group);
+            let _ = child.wait().await;
+            return Err(GitFailure {
+                kind: GitFailureKind::Unreachable,
+                detail: format!(
+                    "git {} got no answer within {}s (the operator's git timeout), so it and its ssh connection were killed",
+                    args.first().map(|a| a.to_string_lossy()).unwrap_or_default(),
+                    whole_seconds(self.cli.timeout)
+                ),
+            });
+        };
+        group.0 = None;
+        let (status, stdout, stderr) = collected.map_err(io_failure)?;
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        if status.success() {
+            Ok(GitOutput { stdout, stderr })
+        } else {
+            Err(classify(&stderr))
+        }
+    }
+
+    /// The git command in its controlled environment, in a process group of its own.
+    fn command(
+        &self,
+        args: &[std::ffi::OsString],
+        cwd: Option<&Path>,
+        with_stdin: bool,
+        env: &[(&str, &str)],
+    ) -> Command {
         let mut cmd = Command::new(&self.cli.git);
         cmd.args(args)
             .env_clear()
@@ -180,13 +270,15 @@ impl GitSession {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_SSH_VARIANT", "ssh")
             .env("GIT_SSH_COMMAND", &self.ssh_command)
-            .stdin(if stdin.is_some() {
+            .stdin(if with_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own group, so that a kill reaches the ssh git started too.
+            .process_group(0)
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
@@ -194,33 +286,78 @@ impl GitSession {
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(|e| GitFailure {
-            kind: GitFailureKind::Other,
-            detail: format!(
-                "cannot start git: {e}; the operator needs git and openssh-client installed"
-            ),
-        })?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input).await.map_err(io_failure)?;
-            drop(pipe);
+        cmd
+    }
+}
+
+/// Feeds `stdin` and reads stdout and stderr to the end while waiting for the child, all at
+/// once (a child blocked writing output must not stop it reading its input).
+async fn collect(
+    child: &mut tokio::process::Child,
+    stdin: Option<&[u8]>,
+) -> std::io::Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let input = child.stdin.take();
+    let mut out_pipe = child.stdout.take();
+    let mut err_pipe = child.stderr.take();
+    let feed = async {
+        if let (Some(bytes), Some(mut pipe)) = (stdin, input) {
+            pipe.write_all(bytes).await?;
         }
-        let out = match tokio::time::timeout(self.cli.timeout, child.wait_with_output()).await {
-            Ok(r) => r.map_err(io_failure)?,
-            Err(_) => {
-                return Err(GitFailure {
-                    kind: GitFailureKind::Unreachable,
-                    detail: format!("git timed out after {}s", self.cli.timeout.as_secs()),
-                })
-            }
+        Ok::<_, std::io::Error>(())
+    };
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let read_out = async {
+        match out_pipe.as_mut() {
+            Some(p) => p.read_to_end(&mut out).await.map(|_| ()),
+            None => Ok(()),
+        }
+    };
+    let read_err = async {
+        match err_pipe.as_mut() {
+            Some(p) => p.read_to_end(&mut err).await.map(|_| ()),
+            None => Ok(()),
+        }
+    };
+    let (fed, read_out, read_err, status) = tokio::join!(feed, read_out, read_err, child.wait());
+    fed?;
+    read_out?;
+    read_err?;
+    Ok((status?, out, err))
+}
+
+/// Kills a child's process group (the child and whatever it started) when dropped, unless
+/// emptied (`.0 = None`) once the child finished on its own.
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let Some(pgid) = self.0.and_then(|id| libc::pid_t::try_from(id).ok()) else {
+            return;
         };
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() {
-            Ok(GitOutput { stdout, stderr })
-        } else {
-            Err(classify(&stderr))
+        // SAFETY: killpg has no memory effects; the group is the child's own (process_group(0))
+        // and the child is not reaped yet, so the id cannot name another group.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
         }
     }
+}
+
+/// ssh's `ConnectTimeout` (TCP, banner and key exchange): just over the command timeout, at
+/// most [`MAX_CONNECT_TIMEOUT`].
+fn connect_timeout(timeout: Duration) -> u64 {
+    whole_seconds(
+        timeout
+            .saturating_add(CONNECT_TIMEOUT_SLACK)
+            .min(MAX_CONNECT_TIMEOUT),
+    )
+}
+
+/// `d` in whole seconds, rounded up, at least 1.
+fn whole_seconds(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), GitFailure> {
@@ -247,5 +384,40 @@ fn io_failure(e: std::io::Error) -> GitFailure {
     GitFailure {
         kind: GitFailureKind::Other,
         detail: format!("local I/O error: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_derive_from_the_command_timeout() {
+        let cli = GitCli::new("/nonexistent", Duration::from_secs(120));
+        assert_eq!(cli.fetch_timeout(), Duration::from_secs(600));
+        assert_eq!(connect_timeout(cli.timeout()), 15);
+        assert_eq!(connect_timeout(Duration::from_secs(3)), 4);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        let short = cli.with_fetch_timeout(Duration::from_secs(7));
+        assert_eq!(short.fetch_timeout(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn the_fetch_ssh_command_dies_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = GitCli::new(dir.path(), Duration::from_secs(3));
+        let session = cli
+            .session(&Transport {
+                private_key: None,
+                host_keys: HostKeyPolicy::TrustOnFirstUse,
+            })
+            .unwrap();
+        let wrapped = session.ssh_command_within(Duration::from_secs(6));
+        assert!(
+            wrapped.starts_with("timeout --signal=KILL 6s ssh "),
+            "{wrapped}"
+        );
+        assert!(session.ssh_command().contains("ConnectTimeout=4"));
     }
 }

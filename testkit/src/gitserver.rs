@@ -19,6 +19,9 @@ pub enum Access {
     ReadWrite,
     /// Fetch only; pushes are refused with GitHub's read-only deploy key message.
     ReadOnly,
+    /// Authenticated, then never answered: the session stays open (sshd keeps answering
+    /// keepalives) until the client goes away, like a wedged server-side git.
+    Stalls,
 }
 
 /// A running sshd + git-shell server.
@@ -30,6 +33,7 @@ pub struct GitServer {
 }
 
 const READONLY_COMMAND: &str = "tjgs-readonly";
+const STALL_COMMAND: &str = "tjgs-stall";
 
 fn ensure_git_user() -> Result<()> {
     let exists = Command::new("id")
@@ -69,6 +73,10 @@ fn ensure_git_user() -> Result<()> {
         "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  git-upload-pack*|\"git upload-pack\"*) exec git-shell -c \"$SSH_ORIGINAL_COMMAND\" ;;\n  *) echo 'ERROR: The key you are authenticating with has been marked as read only.' >&2; exit 1 ;;\nesac\n",
     )?;
     Command::new("chmod").arg("755").arg(&script).status()?;
+    // Reads until the client disconnects (EOF), answering nothing.
+    let stall = cmds.join(STALL_COMMAND);
+    std::fs::write(&stall, "#!/bin/sh\nexec cat >/dev/null\n")?;
+    Command::new("chmod").arg("755").arg(&stall).status()?;
     Command::new("chown")
         .args(["-R", "git:git", "/home/git"])
         .status()?;
@@ -310,6 +318,10 @@ impl GitServer {
             Access::ReadWrite => public_key.trim().to_string(),
             Access::ReadOnly => format!(
                 "command=\"{READONLY_COMMAND}\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {}",
+                public_key.trim()
+            ),
+            Access::Stalls => format!(
+                "command=\"{STALL_COMMAND}\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {}",
                 public_key.trim()
             ),
         };

@@ -26,6 +26,13 @@ pub enum WorkerError {
     /// The repository's content cannot be planned on (e.g. an unreadable `.meta/meta.json`).
     #[error(transparent)]
     Layout(#[from] PlanError),
+    /// The worker did not answer within the caller's deadline: it is busy with a slow
+    /// repository, or stuck. The request may still complete.
+    #[error("the repository's worker did not answer within {}s: it is busy with a slow or unresponsive repository (or stuck); the request may still complete, and is retried with backoff", .after.as_secs())]
+    Busy {
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
     /// A local failure (mirror, I/O, the worker itself).
     #[error("internal error in the repository worker: {0}. The local mirror is a cache and is rebuilt from the remote when damaged, so the request is retried with backoff")]
     Internal(String),
@@ -47,6 +54,7 @@ impl WorkerError {
             WorkerError::RevisionNotFound { .. } => crate::api::Reason::RevisionNotFound,
             WorkerError::PushRejected { .. } => crate::api::Reason::PushRejected,
             WorkerError::Layout(_) => crate::api::Reason::InvalidRepositoryContent,
+            WorkerError::Busy { .. } => crate::api::Reason::RepositoryBusy,
             WorkerError::Internal(_) => crate::api::Reason::InternalError,
         }
     }
@@ -66,7 +74,7 @@ fn git_message(f: &GitFailure) -> String {
         GitFailureKind::AuthenticationFailed => format!("the repository refused the deploy key: add the GitSyncConfig's status.publicKey as a deploy key of the repository (with write access for pushes). Git said: {d}"),
         GitFailureKind::ReadOnlyAccess => format!("the deploy key may read but not write: give it write access (GitHub: Allow write access; GitLab: Grant write permissions) and check branch protection. Git said: {d}"),
         GitFailureKind::HostKeyMismatch => format!("the server's SSH host key is not the pinned or recorded one, so the connection was refused: verify the key out of band (ssh-keyscan) and update spec.repository.knownHosts. ssh said: {d}"),
-        GitFailureKind::Unreachable => format!("cannot connect to the repository: check the host name, port and network policies (egress to the git host); retried with backoff. Detail: {d}"),
+        GitFailureKind::Unreachable => format!("cannot connect to the repository, or it does not answer: check the host name, port and network policies (egress to the git host), and that the git server works; retried with backoff. Detail: {d}"),
         GitFailureKind::RepositoryNotFound => format!("the repository does not exist or the deploy key cannot see it: check spec.repository.url and that the key is added to this repository. Detail: {d}"),
         GitFailureKind::NonFastForward => format!("the push was rejected because the branch moved; it is retried. Git said: {d}"),
         GitFailureKind::Other => format!("git failed: {d}"),

@@ -11,13 +11,43 @@ use gix::ObjectId;
 
 use super::error::internal;
 use super::{blocking, bump, transport_key, TransportKey, Worker, WorkerError};
+use crate::git::classify::{GitFailure, GitFailureKind};
 use crate::git::cli::{GitSession, Transport};
 use crate::git::mirror::{self, MirrorError, RemoteRefs};
 
 /// A revision missing after a fetch younger than this is not fetched for again.
 const MIN_REFETCH: Duration = Duration::from_secs(2);
-/// A fetch still running after this long is interrupted.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long past its deadline a fetch's thread may take to notice its ssh was killed.
+const FETCH_GRACE: Duration = Duration::from_secs(5);
+
+/// Why one gix fetch failed.
+enum FetchFailure {
+    /// It ran into [`GitCli::fetch_timeout`](crate::git::GitCli::fetch_timeout); its ssh
+    /// was killed.
+    TimedOut(Duration),
+    /// gix failed (locally, or on what the remote sent).
+    Mirror(MirrorError),
+}
+
+impl FetchFailure {
+    fn into_worker_error(self) -> WorkerError {
+        match self {
+            FetchFailure::TimedOut(after) => timed_out("fetch", after),
+            FetchFailure::Mirror(e) => internal(e),
+        }
+    }
+}
+
+/// A remote operation that got no answer in time, as callers see it.
+pub(super) fn timed_out(operation: &str, after: Duration) -> WorkerError {
+    WorkerError::Git(GitFailure {
+        kind: GitFailureKind::Unreachable,
+        detail: format!(
+            "the {operation} got no answer from the repository within {}s (the operator's timeout), so its connection was killed",
+            after.as_secs_f64().ceil()
+        ),
+    })
+}
 
 /// The refs one transport saw in its last fetch, and when.
 pub(super) struct FetchRecord {
@@ -82,7 +112,9 @@ impl Worker {
         self.ensure_mirror().await?;
         let refs = match self.fetch_once(session).await {
             Ok(refs) => refs,
-            Err(e) => {
+            // No answer in time: asking again (ls-remote) would only wait as long once more.
+            Err(e @ FetchFailure::TimedOut(_)) => return Err(e.into_worker_error()),
+            Err(FetchFailure::Mirror(e)) => {
                 // Reachable and authorized? Then the problem is local: rebuild and retry once.
                 session
                     .run(
@@ -95,7 +127,9 @@ impl Worker {
                     .map_err(WorkerError::Git)?;
                 tracing::warn!(repository = %self.url, error = %e, "fetch into the mirror failed while the remote is reachable; rebuilding the mirror");
                 self.rebuild_mirror().await?;
-                self.fetch_once(session).await.map_err(internal)?
+                self.fetch_once(session)
+                    .await
+                    .map_err(FetchFailure::into_worker_error)?
             }
         };
         bump(&self.stats.fetches, 1);
@@ -109,24 +143,34 @@ impl Worker {
         Ok(())
     }
 
-    /// One gix fetch on a blocking thread, interrupted after [`FETCH_TIMEOUT`].
-    async fn fetch_once(&self, session: &GitSession) -> Result<RemoteRefs, MirrorError> {
+    /// One gix fetch on a blocking thread, within [`GitCli::fetch_timeout`]: its ssh is killed
+    /// at the deadline (which ends the transfer), and should gix still not return, the worker
+    /// stops waiting for it shortly after.
+    ///
+    /// [`GitCli::fetch_timeout`]: crate::git::GitCli::fetch_timeout
+    async fn fetch_once(&self, session: &GitSession) -> Result<RemoteRefs, FetchFailure> {
+        let deadline = self.cli.fetch_timeout();
         let mirror = self.mirror.clone();
         let url = self.url.as_git_url().to_owned();
-        let ssh = session.ssh_command().to_owned();
+        let ssh = session.ssh_command_within(deadline);
         let interrupt = Arc::new(AtomicBool::new(false));
         let flag = interrupt.clone();
+        let started = Instant::now();
         let task = tokio::task::spawn_blocking(move || mirror.fetch(&url, &ssh, &flag));
-        let timer = {
-            let interrupt = interrupt.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(FETCH_TIMEOUT).await;
-                interrupt.store(true, Ordering::Relaxed);
-            })
-        };
-        let result = task.await;
-        timer.abort();
-        result.map_err(|e| MirrorError(format!("fetch task failed: {e}")))?
+        let joined = tokio::time::timeout(deadline.saturating_add(FETCH_GRACE), task).await;
+        // Ends the transfer if gix is still receiving (a file:// fetch has no ssh to kill).
+        interrupt.store(true, Ordering::Relaxed);
+        match joined {
+            Err(_) => Err(FetchFailure::TimedOut(deadline)),
+            Ok(Err(e)) => Err(FetchFailure::Mirror(MirrorError(format!(
+                "fetch task failed: {e}"
+            )))),
+            Ok(Ok(Ok(refs))) => Ok(refs),
+            Ok(Ok(Err(_))) if started.elapsed() >= deadline => {
+                Err(FetchFailure::TimedOut(deadline))
+            }
+            Ok(Ok(Err(e))) => Err(FetchFailure::Mirror(e)),
+        }
     }
 
     /// Makes sure this transport fetched within `max_age`; returns the session when it had to

@@ -45,6 +45,10 @@ use push::QueuedPush;
 
 /// Requests waiting for a worker; callers wait (back-pressure) beyond that.
 const QUEUE_DEPTH: usize = 1024;
+/// A caller waits at most this many fetch timeouts for its answer (queueing included): every
+/// remote operation of a worker has its own deadline, so this only ends the wait for a worker
+/// that is stuck behind a slow repository (or in a bug).
+const REQUEST_TIMEOUT_FETCHES: u32 = 3;
 
 /// All repository workers of the operator, keyed by [`RepoUrl::identity`], so that every
 /// AppSync and GitSyncConfig of one repository goes through the same worker.
@@ -56,17 +60,35 @@ pub struct Workers {
 struct WorkersInner {
     cli: GitCli,
     mirrors_dir: PathBuf,
+    request_timeout: Duration,
+    /// Locked only to look up or insert a handle, never across a request or any IO.
     workers: Mutex<HashMap<String, WorkerHandle>>,
 }
 
 impl Workers {
     /// `mirrors_dir` holds one bare mirror per repository (`<mirrors_dir>/<hash of identity>`),
     /// reused across restarts.
+    /// Callers wait for an answer up to [`REQUEST_TIMEOUT_FETCHES`] fetch timeouts, plus one
+    /// command timeout.
     pub fn new(cli: GitCli, mirrors_dir: PathBuf) -> Workers {
+        let request_timeout = cli
+            .fetch_timeout()
+            .saturating_mul(REQUEST_TIMEOUT_FETCHES)
+            .saturating_add(cli.timeout());
+        Workers::with_request_timeout(cli, mirrors_dir, request_timeout)
+    }
+
+    /// Like [`Workers::new`], with the longest wait of a caller for an answer given.
+    pub fn with_request_timeout(
+        cli: GitCli,
+        mirrors_dir: PathBuf,
+        request_timeout: Duration,
+    ) -> Workers {
         Workers {
             inner: Arc::new(WorkersInner {
                 cli,
                 mirrors_dir,
+                request_timeout,
                 workers: Mutex::new(HashMap::new()),
             }),
         }
@@ -87,7 +109,12 @@ impl Workers {
             tracing::warn!(repository = %identity, "repository worker had stopped; starting a new one");
         }
         let dir = self.inner.mirrors_dir.join(mirror_dir_name(&identity));
-        let handle = spawn_worker(url.clone(), self.inner.cli.clone(), dir);
+        let handle = spawn_worker(
+            url.clone(),
+            self.inner.cli.clone(),
+            dir,
+            self.inner.request_timeout,
+        );
         workers.insert(identity, handle.clone());
         handle
     }
@@ -104,6 +131,7 @@ fn mirror_dir_name(identity: &str) -> String {
 pub struct WorkerHandle {
     tx: mpsc::Sender<Request>,
     stats: Arc<Counters>,
+    timeout: Duration,
 }
 
 /// A push of one app version, as an AppSync asks for it.
@@ -251,10 +279,19 @@ enum Request {
 }
 
 impl WorkerHandle {
+    /// Sends a request and waits for its answer, at most the handle's timeout (a full queue
+    /// included): a stuck worker answers [`WorkerError::Busy`], never an endless wait.
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, WorkerError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        let exchange = async {
+            self.tx.send(make(reply)).await.map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped())?
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(WorkerError::Busy {
+                after: self.timeout,
+            }))
     }
 
     /// Queues a push; resolves when the batch containing it was pushed, found unchanged,
@@ -398,7 +435,7 @@ struct Worker {
     stats: Arc<Counters>,
 }
 
-fn spawn_worker(url: RepoUrl, cli: GitCli, dir: PathBuf) -> WorkerHandle {
+fn spawn_worker(url: RepoUrl, cli: GitCli, dir: PathBuf, timeout: Duration) -> WorkerHandle {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let stats = Arc::new(Counters::default());
     let worker = Worker {
@@ -412,7 +449,7 @@ fn spawn_worker(url: RepoUrl, cli: GitCli, dir: PathBuf) -> WorkerHandle {
         stats: stats.clone(),
     };
     tokio::spawn(worker.run());
-    WorkerHandle { tx, stats }
+    WorkerHandle { tx, stats, timeout }
 }
 
 impl Worker {
