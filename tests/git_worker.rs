@@ -942,3 +942,132 @@ async fn stuck_repositories_end_within_their_deadlines() -> Result<()> {
     ensure!(left.is_empty(), "processes left: {left:?}");
     Ok(())
 }
+
+impl Env {
+    /// The one mirror of this test's data directory.
+    fn mirror_dir(&self) -> Result<std::path::PathBuf> {
+        let mut dirs: Vec<_> = std::fs::read_dir(self.data.path().join("mirrors"))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|e| e.path())
+            .filter(|p| p.join("HEAD").exists())
+            .collect();
+        ensure!(dirs.len() == 1, "one mirror expected: {dirs:?}");
+        Ok(dirs.remove(0))
+    }
+
+    /// Whether the mirror holds object `sha`.
+    fn mirror_has(&self, sha: &str) -> Result<bool> {
+        let st = Command::new("git")
+            .args(["-c", "safe.directory=*", "-C"])
+            .arg(self.mirror_dir()?)
+            .args(["cat-file", "-e", sha])
+            .status()?;
+        Ok(st.success())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_fetches_keep_the_mirror() -> Result<()> {
+    let env = setup()?;
+    let pushed = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let (sha, ..) = committed(&pushed)?;
+    let sha = sha.to_owned();
+    ensure!(env.mirror_has(&sha)?);
+
+    // A key the repository refuses: the fetch fails, the mirror keeps everything.
+    let stranger = keys::generate(KeyType::Ed25519, "stranger")?;
+    let refused = Transport {
+        private_key: Some(stranger.private_openssh),
+        host_keys: env.transport.host_keys.clone(),
+    };
+    let e = env
+        .worker
+        .snapshot(refused, "main", vec![], Duration::ZERO)
+        .await
+        .err()
+        .context("an unknown key cannot fetch")?;
+    ensure!(e.reason() == "AuthenticationFailed", "{e:?}");
+    ensure!(env.mirror_has(&sha)?, "mirror emptied by an auth failure");
+
+    // The server answers ls-remote but cannot send a pack (an object of its head is gone):
+    // a failure of the fetch itself, not of the mirror. The mirror stays.
+    let content = b"this blob goes missing on the server";
+    env.server
+        .commit_files(REPO, "main", &[("lost.txt", content.as_slice())], "lost")?;
+    let blob = blob_id(content)?;
+    let loose = env
+        .server
+        .repo_path(REPO)
+        .join("objects")
+        .join(&blob[..2])
+        .join(&blob[2..]);
+    std::fs::remove_file(&loose).with_context(|| format!("{}", loose.display()))?;
+    let e = env
+        .worker
+        .snapshot(env.transport.clone(), "main", vec![], Duration::ZERO)
+        .await
+        .err()
+        .context("the server cannot send its head")?;
+    ensure!(e.reason() == "GitError", "{e:?}");
+    ensure!(
+        e.to_string().contains("mirror is sound and was kept"),
+        "{e}"
+    );
+    ensure!(env.mirror_has(&sha)?, "mirror emptied by a failed fetch");
+
+    // The server is healthy again (its head back on a commit it has all objects of)...
+    env.git(&["update-ref", "refs/heads/main", &sha])?;
+    // ...and a corrupt mirror (objects gone, refs left) is rebuilt: the next request works.
+    let mirror = env.mirror_dir()?;
+    for file in walk_files(&mirror.join("objects"))? {
+        if !file.starts_with(mirror.join("objects/info")) {
+            std::fs::remove_file(file)?;
+        }
+    }
+    let mut last = None;
+    for _ in 0..2 {
+        match env
+            .worker
+            .snapshot(env.transport.clone(), "main", vec![], Duration::ZERO)
+            .await
+        {
+            Ok(snap) => {
+                last = snap.commit.map(|c| c.sha);
+                break;
+            }
+            Err(e) => ensure!(e.reason() == "InternalError", "{e:?}"),
+        }
+    }
+    ensure!(last.as_deref() == Some(sha.as_str()), "{last:?}");
+    ensure!(env.mirror_has(&sha)?);
+    Ok(())
+}
+
+/// The id git gives `content` as a blob.
+fn blob_id(content: &[u8]) -> Result<String> {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(content)?;
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success());
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}

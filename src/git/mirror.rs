@@ -2,8 +2,9 @@
 //! trees and blobs, writing blobs, trees and commits. Everything here blocks; the worker calls
 //! it from `spawn_blocking` only, one call at a time per mirror.
 //!
-//! The mirror is a cache: it is reused across restarts and rebuilt from the remote whenever it
-//! is missing or cannot be opened, so nothing in it is ever the only copy of anything.
+//! The mirror is a cache: it is reused across restarts and rebuilt from the remote when it is
+//! missing or corrupt (see the worker's `repair`), so nothing in it is ever the only copy of
+//! anything; it is never wiped because a fetch failed for another reason.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -170,6 +171,20 @@ pub(crate) fn peel_to_commit(
         .peel_to_kind(gix::object::Kind::Commit)
         .ok()
         .map(|c| c.id))
+}
+
+/// Like [`peel_to_commit`] for an id a fetch brought in: the mirror must hold it, so its
+/// absence is corruption (an error), not an unknown revision.
+pub(crate) fn peel_fetched(
+    repo: &gix::Repository,
+    id: ObjectId,
+) -> Result<Option<ObjectId>, MirrorError> {
+    if !repo.has_object(id) {
+        return Err(MirrorError(format!(
+            "the mirror lacks object {id}, which a fetch brought in: it is corrupt"
+        )));
+    }
+    peel_to_commit(repo, id)
 }
 
 /// A commit id given as (possibly abbreviated) hex, if the mirror holds it.

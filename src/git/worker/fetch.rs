@@ -38,6 +38,14 @@ impl FetchFailure {
     }
 }
 
+/// A fetch that failed although the remote answers and the mirror is sound.
+fn fetch_failed(e: &MirrorError) -> WorkerError {
+    WorkerError::Git(GitFailure {
+        kind: GitFailureKind::Other,
+        detail: format!("the fetch failed although the repository answers (ls-remote works); the local mirror is sound and was kept: {e}"),
+    })
+}
+
 /// A remote operation that got no answer in time, as callers see it.
 pub(super) fn timed_out(operation: &str, after: Duration) -> WorkerError {
     WorkerError::Git(GitFailure {
@@ -101,9 +109,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Fetches with `session`, rebuilding the mirror once when the fetch fails for a local
-    /// reason. gix hides ssh's stderr, so a failed fetch is diagnosed with `git ls-remote`,
-    /// whose failures are classified into condition reasons.
+    /// Fetches with `session`. gix hides ssh's stderr, so a failed fetch is diagnosed with
+    /// `git ls-remote`, whose failures are classified into condition reasons; when the remote
+    /// answers, the mirror is rebuilt and fetched into once more only if it is corrupt.
     pub(super) async fn fetch(
         &mut self,
         session: &GitSession,
@@ -115,7 +123,6 @@ impl Worker {
             // No answer in time: asking again (ls-remote) would only wait as long once more.
             Err(e @ FetchFailure::TimedOut(_)) => return Err(e.into_worker_error()),
             Err(FetchFailure::Mirror(e)) => {
-                // Reachable and authorized? Then the problem is local: rebuild and retry once.
                 session
                     .run(
                         ["ls-remote", "--heads", self.url.as_git_url()],
@@ -125,8 +132,10 @@ impl Worker {
                     )
                     .await
                     .map_err(WorkerError::Git)?;
-                tracing::warn!(repository = %self.url, error = %e, "fetch into the mirror failed while the remote is reachable; rebuilding the mirror");
-                self.rebuild_mirror().await?;
+                if !self.repair_if_corrupt().await? {
+                    return Err(fetch_failed(&e));
+                }
+                tracing::warn!(repository = %self.url, error = %e, "fetch into the corrupt mirror failed; fetching into the rebuilt one");
                 self.fetch_once(session)
                     .await
                     .map_err(FetchFailure::into_worker_error)?
@@ -238,7 +247,7 @@ impl Worker {
         blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
             match by_ref {
-                Some(id) => mirror::peel_to_commit(&repo, id).map_err(internal),
+                Some(id) => mirror::peel_fetched(&repo, id).map_err(internal),
                 None => mirror::lookup_sha(&repo, &revision).map_err(internal),
             }
         })

@@ -12,8 +12,9 @@
 //! This module holds the registry of workers, the caller's handle, the public types, and the
 //! worker task's request loop. The work itself is in the submodules, one concern each:
 //! `fetch` (mirror, fetches, revision lookup, remote-head cache), `read` (snapshots, remote
-//! heads, update checks), `access` (connection checks), `push` (batching, pushing, retries)
-//! and `apply` (planning and committing a batch in the mirror).
+//! heads, update checks), `access` (connection checks), `push` (batching, pushing, retries),
+//! `apply` (planning and committing a batch in the mirror) and `repair` (rebuilding a mirror,
+//! only when it is corrupt).
 
 mod access;
 mod apply;
@@ -21,6 +22,7 @@ mod error;
 mod fetch;
 mod push;
 mod read;
+mod repair;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -479,6 +481,7 @@ impl Worker {
                 reply,
             } => {
                 let r = self.snapshot(&transport, &revision, folders, max_age).await;
+                self.after_local_failure(&r).await;
                 let _ = reply.send(r);
             }
             Request::RemoteHead {
@@ -509,6 +512,7 @@ impl Worker {
                         max_age,
                     )
                     .await;
+                self.after_local_failure(&r).await;
                 let _ = reply.send(r);
             }
             Request::Check {

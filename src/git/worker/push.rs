@@ -141,7 +141,7 @@ impl Worker {
     }
 
     /// Applies the group on the fetched head and pushes it, re-fetching and re-applying after
-    /// each rejection (up to [`MAX_PUSH_ATTEMPTS`]) and rebuilding a failing mirror once.
+    /// each rejection (up to [`MAX_PUSH_ATTEMPTS`]) and rebuilding a corrupt mirror once.
     async fn push_attempts(&mut self, g: &Group<'_>) -> Result<Results, WorkerError> {
         let mut rebuilt = false;
         let mut attempt = 1;
@@ -152,9 +152,11 @@ impl Worker {
             let applied = match blocking(move || apply_batch(&mirror, base, &jobs)).await {
                 Ok(a) => a,
                 Err(e @ WorkerError::Internal(_)) if !rebuilt => {
-                    tracing::warn!(repository = %self.url, error = %e, "mirror failed while applying a batch; rebuilding it");
+                    if !self.repair_if_corrupt().await? {
+                        return Err(e);
+                    }
+                    tracing::warn!(repository = %self.url, error = %e, "applying a batch failed in the corrupt mirror; retrying in the rebuilt one");
                     rebuilt = true;
-                    self.rebuild_mirror().await?;
                     attempt += 1;
                     self.fetch(g.session, g.key).await?;
                     continue;
