@@ -1071,3 +1071,117 @@ fn walk_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     }
     Ok(out)
 }
+
+/// What a foreign commit puts where ToolJet's layout has a file.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    Symlink,
+    Directory,
+    Submodule,
+}
+
+impl Env {
+    /// Commits `entry` at `path` on `main` (replacing what is there) as a foreign writer, with
+    /// plain git in a work tree pushed to the server's repository; returns the commit.
+    fn commit_entry(&self, path: &str, entry: Entry) -> Result<String> {
+        let work = tempfile::tempdir()?;
+        // Root reading the git user's repository: trust it (for upload-pack too).
+        let global = work.path().join("gitconfig");
+        std::fs::write(&global, "[safe]\n\tdirectory = *\n")?;
+        let w = &work.path().join("work");
+        std::fs::create_dir_all(w)?;
+        let git = |args: &[&str]| -> Result<String> {
+            let out = Command::new("git")
+                .args(["-c", "user.name=F", "-c", "user.email=f@x"])
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", &global)
+                .current_dir(w)
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let repo = self.server.repo_path(REPO).to_string_lossy().into_owned();
+        git(&["init", "-q", "-b", "main"])?;
+        git(&["fetch", "-q", &repo, "main"])?;
+        git(&["checkout", "-q", "FETCH_HEAD"])?;
+        let _ = git(&["rm", "-r", "-q", "--ignore-unmatch", "--", path]);
+        let full = w.join(path);
+        // What `rm` leaves (a submodule's empty directory).
+        if full.is_dir() {
+            std::fs::remove_dir_all(&full)?;
+        }
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match entry {
+            Entry::Symlink => std::os::unix::fs::symlink("../Sales/v1.json", &full)?,
+            Entry::Directory => {
+                std::fs::create_dir_all(&full)?;
+                std::fs::write(full.join("x.json"), "{}")?;
+            }
+            Entry::Submodule => {}
+        }
+        git(&["add", "-A"])?;
+        if let Entry::Submodule = entry {
+            // A gitlink has no work-tree form that `add` would keep: straight into the index.
+            let head = git(&["rev-parse", "HEAD"])?;
+            git(&[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{head},{path}"),
+            ])?;
+        }
+        git(&["commit", "-q", "-m", &format!("{path} as {entry:?}")])?;
+        git(&["push", "-q", &repo, "HEAD:refs/heads/main"])?;
+        let st = Command::new("chown")
+            .args(["-R", "git:git"])
+            .arg(self.server.repo_path(REPO))
+            .status()?;
+        ensure!(st.success());
+        git(&["rev-parse", "HEAD"])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meta_json_that_is_no_file_is_refused_not_replaced() -> Result<()> {
+    let env = setup()?;
+    env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    for (path, entry, found) in [
+        (".meta/meta.json", Entry::Symlink, "a symbolic link"),
+        (".meta/meta.json", Entry::Directory, "a directory"),
+        (".meta/meta.json", Entry::Submodule, "a submodule"),
+        (".meta", Entry::Symlink, "a symbolic link"),
+    ] {
+        let head = env.commit_entry(path, entry)?;
+        let what = format!("{path} as {entry:?}");
+        // Push: refused, nothing written.
+        let e = env
+            .worker
+            .push(env.job("app-2", "Other", "v1", "x", ""))
+            .await
+            .err()
+            .with_context(|| format!("{what}: the push must be refused"))?;
+        ensure!(e.reason() == "InvalidRepositoryContent", "{what}: {e:?}");
+        let message = e.to_string();
+        ensure!(
+            message.contains(&format!("{path} in the repository is {found}")),
+            "{what}: {message}"
+        );
+        ensure!(env.head()? == head, "{what}: the branch moved");
+        // Pull: the snapshot is refused too.
+        let e = env
+            .worker
+            .snapshot(env.transport.clone(), "main", vec![], Duration::ZERO)
+            .await
+            .err()
+            .with_context(|| format!("{what}: the snapshot must be refused"))?;
+        ensure!(e.reason() == "InvalidRepositoryContent", "{what}: {e:?}");
+        ensure!(e.to_string().contains(path), "{what}: {e}");
+    }
+    Ok(())
+}

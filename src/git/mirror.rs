@@ -211,26 +211,58 @@ pub(crate) fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<Object
         .map_err(err("reading a commit's tree"))
 }
 
-/// Bytes of the blob at `path` in `tree`, if there is one.
-pub(crate) fn read_file(
+/// What an entry is, for messages.
+fn entry_kind(mode: gix::object::tree::EntryMode) -> &'static str {
+    if mode.is_link() {
+        "a symbolic link"
+    } else if mode.is_tree() {
+        "a directory"
+    } else if mode.is_commit() {
+        "a submodule"
+    } else {
+        "a file"
+    }
+}
+
+/// `.meta/meta.json` of `tree` (`None` when absent). Refused when it is a symlink, a directory
+/// or a submodule, or `.meta` is no directory: ToolJet never writes those, and a push must not
+/// replace them (nor a pull read through them). The inner error is the repository's content.
+pub(crate) fn read_meta(
     repo: &gix::Repository,
     tree: ObjectId,
-    path: &str,
-) -> Result<Option<Vec<u8>>, MirrorError> {
-    let tree = repo.find_tree(tree).map_err(err("reading a tree"))?;
-    let Some(entry) = tree
-        .lookup_entry(path.split('/').map(|c| c.as_bytes()))
+) -> Result<Result<Option<Vec<u8>>, PlanError>, MirrorError> {
+    let root = repo.find_tree(tree).map_err(err("reading a tree"))?;
+    let (dir, _) = META_PATH.split_once('/').unwrap_or((META_PATH, ""));
+    let Some(meta_dir) = root
+        .lookup_entry([dir.as_bytes()])
         .map_err(err("looking up a path"))?
     else {
-        return Ok(None);
+        return Ok(Ok(None));
+    };
+    if !meta_dir.mode().is_tree() {
+        return Ok(Err(PlanError::NotInLayout {
+            path: dir.to_owned(),
+            found: entry_kind(meta_dir.mode()),
+            expected: "a directory",
+        }));
+    }
+    let Some(entry) = root
+        .lookup_entry(META_PATH.split('/').map(str::as_bytes))
+        .map_err(err("looking up a path"))?
+    else {
+        return Ok(Ok(None));
     };
     if !entry.mode().is_blob() {
-        return Ok(None);
+        return Ok(Err(PlanError::NotInLayout {
+            path: META_PATH.to_owned(),
+            found: entry_kind(entry.mode()),
+            expected: "a regular file",
+        }));
     }
     let blob = repo
         .find_blob(entry.object_id())
         .map_err(err("reading a blob"))?;
-    Ok(Some(blob.data.clone()))
+    Ok(Ok(Some(blob.data.clone())))
 }
 
 /// The id of the entry at `path` in `tree` (any kind), if present.
@@ -305,7 +337,10 @@ pub(crate) fn repo_state(
         .iter()
         .map(|e| String::from_utf8_lossy(e.filename).into_owned())
         .collect();
-    let meta_json = read_file(repo, tree, META_PATH)?;
+    let meta_json = match read_meta(repo, tree)? {
+        Ok(meta) => meta,
+        Err(refused) => return Ok(Err(refused)),
+    };
     let folders = match folders_to_read(meta_json.as_deref(), app_id) {
         Ok(folders) => folders,
         Err(e) => return Ok(Err(e.into())),

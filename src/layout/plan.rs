@@ -186,6 +186,17 @@ pub enum PlanError {
         /// The path.
         path: String,
     },
+    /// A path of ToolJet's layout is another kind of entry in git (a symlink, a directory, a
+    /// submodule): refused, never replaced.
+    #[error("{path} in the repository is {found} where ToolJet's layout has {expected}; it is refused, never replaced, and nothing was read or written: make it {expected} in git, or remove it")]
+    NotInLayout {
+        /// The path.
+        path: String,
+        /// What git holds there ("a symbolic link", ...).
+        found: &'static str,
+        /// What the layout needs there.
+        expected: &'static str,
+    },
     /// The export could not be serialized.
     #[error("could not serialize the export: {message}")]
     Serialize {

@@ -30,8 +30,7 @@ impl Worker {
         blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
             let tree = mirror::tree_of(&repo, commit).map_err(internal)?;
-            let meta_json =
-                mirror::read_file(&repo, tree, crate::layout::META_PATH).map_err(internal)?;
+            let meta_json = mirror::read_meta(&repo, tree).map_err(internal)??;
             let mut files = BTreeMap::new();
             for folder in &folders {
                 mirror::read_folder(&repo, tree, folder, &mut files).map_err(internal)?;
