@@ -1185,3 +1185,66 @@ async fn meta_json_that_is_no_file_is_refused_not_replaced() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn newer_gitsync_layout_is_refused_on_push_and_pull() -> Result<()> {
+    let env = setup()?;
+    // A legacy app may be called "apps": its folder holds version files only.
+    let legacy = env.push(env.job("app-0", "apps", "v1", "x", "")).await?;
+    committed(&legacy)?;
+    let app_json = br#"{"id": "6c1f0b3e-2f55-4f0b-9d7e-0a5f3c1d2e4f", "name": "Sales"}"#;
+    for (repo, files, evidence) in [
+        (
+            "gitsync2",
+            vec![
+                ("apps/Sales/app/app.json", app_json.as_slice()),
+                ("apps/Sales/components/button1.json", b"{}".as_slice()),
+            ],
+            "apps/Sales/app/app.json",
+        ),
+        (
+            "gitsync2-folders",
+            vec![("apps/Dashboards/Sales/app/app.json", app_json.as_slice())],
+            "apps/Dashboards/Sales/app/app.json",
+        ),
+        (
+            "gitsync2-meta",
+            vec![(
+                ".meta/appMeta.json",
+                br#"{"x": {"appPath": "apps/Sales"}}"#.as_slice(),
+            )],
+            ".meta/appMeta.json",
+        ),
+        (
+            "gitsync2-datasources",
+            vec![("data-sources/pg/data-source.json", b"{}".as_slice())],
+            "data-sources/pg/data-source.json",
+        ),
+    ] {
+        let url = RepoUrl::parse(&env.server.create_repo(repo)?)?;
+        let head = env
+            .server
+            .commit_files(repo, "main", &files, "GitSync 2.0")?;
+        let worker = env.workers.get(&url);
+        let e = worker
+            .push(env.job("app-1", "Sales", "v1", "one", ""))
+            .await
+            .err()
+            .with_context(|| format!("{repo}: the push must be refused"))?;
+        ensure!(e.reason() == "UnsupportedRepositoryLayout", "{repo}: {e:?}");
+        ensure!(
+            e.to_string().contains(evidence)
+                && e.to_string().contains("nothing was read or written"),
+            "{repo}: {e}"
+        );
+        let now = env.server.git(repo, &["rev-parse", "main"])?;
+        ensure!(now.trim() == head, "{repo}: the branch moved");
+        let e = worker
+            .snapshot(env.transport.clone(), "main", vec![], Duration::ZERO)
+            .await
+            .err()
+            .with_context(|| format!("{repo}: the snapshot must be refused"))?;
+        ensure!(e.reason() == "UnsupportedRepositoryLayout", "{repo}: {e:?}");
+    }
+    Ok(())
+}

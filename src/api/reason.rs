@@ -191,6 +191,8 @@ reasons! {
     // --- git hardening
     /// The repository's worker did not answer in time (a slow or stuck repository); retried.
     RepositoryBusy,
+    /// The repository is in ToolJet's newer GitSync layout (`apps/<name>/app/app.json`), which the operator does not read or write.
+    UnsupportedRepositoryLayout,
 }
 
 impl fmt::Display for Reason {

@@ -60,7 +60,9 @@ impl From<&crate::git::worker::WorkerError> for Problem {
             message: e.to_string(),
             stalled: matches!(
                 reason,
-                Reason::HostKeyMismatch | Reason::InvalidRepositoryContent
+                Reason::HostKeyMismatch
+                    | Reason::InvalidRepositoryContent
+                    | Reason::UnsupportedRepositoryLayout
             ),
         }
     }

@@ -265,6 +265,93 @@ pub(crate) fn read_meta(
     Ok(Ok(Some(blob.data.clone())))
 }
 
+/// Files only ToolJet's newer GitSync (2.0, "meta" era) writes into `.meta/`.
+const NEWER_META_FILES: [&str; 4] = [
+    "appMeta.json",
+    "moduleMeta.json",
+    "workflowMeta.json",
+    "dataSourceMeta.json",
+];
+/// Resource folders of the newer layout, each holding `<name>/app/app.json` or
+/// `<folder>/<name>/app/app.json`.
+const NEWER_RESOURCE_FOLDERS: [&str; 3] = ["apps", "modules", "workflows"];
+
+/// A path of `tree` that only ToolJet's newer GitSync layout has (see
+/// tooljet-gitsync2-layout.md §4.1: `.meta/appMeta.json` and friends, `apps/<name>/app/app.json`
+/// or `apps/<folder>/<name>/app/app.json`, `data-sources/<name>/data-source.json`), if any. A
+/// legacy app folder holds version files only, so it never matches, whatever the app's name.
+pub(crate) fn newer_layout(
+    repo: &gix::Repository,
+    tree: ObjectId,
+) -> Result<Option<String>, MirrorError> {
+    let root = repo.find_tree(tree).map_err(err("reading a tree"))?;
+    for file in NEWER_META_FILES {
+        let path = format!(".meta/{file}");
+        if mode_at(&root, &path)?.is_some() {
+            return Ok(Some(path));
+        }
+    }
+    for folder in NEWER_RESOURCE_FOLDERS {
+        for child in subtrees(repo, &root, folder)? {
+            let direct = format!("{child}/app/app.json");
+            if mode_at(&root, &direct)?.is_some() {
+                return Ok(Some(direct));
+            }
+            for grandchild in subtrees(repo, &root, &child)? {
+                let nested = format!("{grandchild}/app/app.json");
+                if mode_at(&root, &nested)?.is_some() {
+                    return Ok(Some(nested));
+                }
+            }
+        }
+    }
+    for child in subtrees(repo, &root, "data-sources")? {
+        let path = format!("{child}/data-source.json");
+        if mode_at(&root, &path)?.is_some() {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// The mode of the entry at `path` below `root`, if there is one.
+fn mode_at(
+    root: &gix::Tree<'_>,
+    path: &str,
+) -> Result<Option<gix::object::tree::EntryMode>, MirrorError> {
+    Ok(root
+        .lookup_entry(path.split('/').map(str::as_bytes))
+        .map_err(err("looking up a path"))?
+        .map(|e| e.mode()))
+}
+
+/// The paths of the directories directly below the directory `path` of `root`.
+fn subtrees(
+    repo: &gix::Repository,
+    root: &gix::Tree<'_>,
+    path: &str,
+) -> Result<Vec<String>, MirrorError> {
+    let Some(entry) = root
+        .lookup_entry(path.split('/').map(str::as_bytes))
+        .map_err(err("looking up a path"))?
+    else {
+        return Ok(Vec::new());
+    };
+    if !entry.mode().is_tree() {
+        return Ok(Vec::new());
+    }
+    let tree = repo
+        .find_tree(entry.object_id())
+        .map_err(err("reading a tree"))?;
+    let decoded = tree.decode().map_err(err("decoding a tree"))?;
+    Ok(decoded
+        .entries
+        .iter()
+        .filter(|e| e.mode.is_tree())
+        .map(|e| format!("{path}/{}", String::from_utf8_lossy(e.filename)))
+        .collect())
+}
+
 /// The id of the entry at `path` in `tree` (any kind), if present.
 fn entry_id(
     repo: &gix::Repository,

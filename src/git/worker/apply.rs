@@ -42,6 +42,14 @@ pub(super) fn apply_batch(
         Some(commit) => mirror::tree_of(&repo, commit).map_err(internal)?,
         None => ObjectId::empty_tree(gix::hash::Kind::Sha1),
     };
+    if let Some(evidence) = mirror::newer_layout(&repo, tree).map_err(internal)? {
+        let refused = WorkerError::UnsupportedLayout { evidence };
+        return Ok(Applied {
+            tip: base,
+            results: jobs.iter().map(|_| Err(refused.clone())).collect(),
+            commits: 0,
+        });
+    }
     let mut at = Cursor {
         head: base,
         tree,

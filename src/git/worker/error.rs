@@ -26,6 +26,13 @@ pub enum WorkerError {
     /// The repository's content cannot be planned on (e.g. an unreadable `.meta/meta.json`).
     #[error(transparent)]
     Layout(#[from] PlanError),
+    /// The repository is in ToolJet's newer GitSync layout, which the operator neither reads
+    /// nor writes.
+    #[error("the repository is in ToolJet's newer GitSync layout (GitSync 2.0; it has {evidence}), which the operator does not support: it reads and writes ToolJet's legacy layout only (<App Name>/<version>.json and .meta/meta.json, ToolJet up to 3.16 LTS), so nothing was read or written. Point the GitSyncConfig at a repository or branch in the legacy layout")]
+    UnsupportedLayout {
+        /// A path only the newer layout has.
+        evidence: String,
+    },
     /// The worker did not answer within the caller's deadline: it is busy with a slow
     /// repository, or stuck. The request may still complete.
     #[error("the repository's worker did not answer within {}s: it is busy with a slow or unresponsive repository (or stuck); the request may still complete, and is retried with backoff", .after.as_secs())]
@@ -55,6 +62,9 @@ impl WorkerError {
             WorkerError::PushRejected { .. } => crate::api::Reason::PushRejected,
             WorkerError::Layout(_) => crate::api::Reason::InvalidRepositoryContent,
             WorkerError::Busy { .. } => crate::api::Reason::RepositoryBusy,
+            WorkerError::UnsupportedLayout { .. } => {
+                crate::api::Reason::UnsupportedRepositoryLayout
+            }
             WorkerError::Internal(_) => crate::api::Reason::InternalError,
         }
     }

@@ -30,6 +30,9 @@ impl Worker {
         blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
             let tree = mirror::tree_of(&repo, commit).map_err(internal)?;
+            if let Some(evidence) = mirror::newer_layout(&repo, tree).map_err(internal)? {
+                return Err(WorkerError::UnsupportedLayout { evidence });
+            }
             let meta_json = mirror::read_meta(&repo, tree).map_err(internal)??;
             let mut files = BTreeMap::new();
             for folder in &folders {
