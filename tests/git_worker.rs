@@ -1248,3 +1248,62 @@ async fn newer_gitsync_layout_is_refused_on_push_and_pull() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rewound_or_switched_branch_counts_as_touching_the_app() -> Result<()> {
+    let env = setup()?;
+    let sha = |r: &PushResult| committed(r).map(|(s, ..)| s.to_owned());
+    let a1 = sha(&env.push(env.job("app-a", "A", "v1", "one", "")).await?)?;
+    let b1 = sha(&env.push(env.job("app-b", "B", "v1", "one", "")).await?)?;
+    let a2 = sha(&env.push(env.job("app-a", "A", "v1", "two", "a2")).await?)?;
+    let t = env.transport.clone();
+    let touching = |since: &str| {
+        let (worker, t, since) = (env.worker.clone(), t.clone(), since.to_owned());
+        async move {
+            worker
+                .last_commit_touching(t, "main", Some(&since), "A", "app-a", Duration::ZERO)
+                .await
+        }
+    };
+    ensure!(touching(&a2).await?.is_none(), "nothing after a2 yet");
+    ensure!(env.worker.is_ancestor(t.clone(), &a1, &a2, LONG).await?);
+    ensure!(env.worker.is_ancestor(t.clone(), &a2, &a2, LONG).await?);
+    ensure!(!env.worker.is_ancestor(t.clone(), &a2, &b1, LONG).await?);
+
+    // Force-pushed back to b1: A's content went back to a1's, yet no commit since a2 is new.
+    env.git(&["update-ref", "refs/heads/main", &b1])?;
+    let found = touching(&a2)
+        .await?
+        .context("a rewound branch touches the app")?;
+    ensure!(found.sha == b1, "{found:?}");
+    ensure!(!env.worker.is_ancestor(t.clone(), &a2, "main", LONG).await?);
+    ensure!(env.worker.is_ancestor(t.clone(), &b1, "main", LONG).await?);
+
+    // Switched to an unrelated history that never had A at all.
+    let other =
+        env.server
+            .commit_files(REPO, "unrelated", &[("README.md", b"new start")], "root")?;
+    env.git(&["update-ref", "refs/heads/main", &other])?;
+    let found = touching(&b1)
+        .await?
+        .context("a switched branch touches the app")?;
+    ensure!(found.sha == other, "{found:?}");
+    ensure!(
+        !env.worker
+            .is_ancestor(t.clone(), &b1, "main", Duration::ZERO)
+            .await?
+    );
+
+    // An ancestor the repository never had is no ancestor; a missing descendant is an error.
+    let nowhere = "0123456789abcdef0123456789abcdef01234567";
+    ensure!(
+        !env.worker
+            .is_ancestor(t.clone(), nowhere, "main", LONG)
+            .await?
+    );
+    match env.worker.is_ancestor(t, &a1, "nope", LONG).await {
+        Err(WorkerError::RevisionNotFound { revision }) => ensure!(revision == "nope"),
+        other => anyhow::bail!("{other:?}"),
+    }
+    Ok(())
+}

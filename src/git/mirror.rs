@@ -543,6 +543,21 @@ pub(crate) fn commit_facts(
     })
 }
 
+/// Whether `ancestor` is `descendant` or in its history.
+pub(crate) fn is_ancestor(
+    repo: &gix::Repository,
+    ancestor: ObjectId,
+    descendant: ObjectId,
+) -> Result<bool, MirrorError> {
+    if ancestor == descendant {
+        return Ok(true);
+    }
+    let base = repo
+        .merge_base(ancestor, descendant)
+        .map_err(err("finding a merge base"))?;
+    Ok(base.is_some_and(|b| b.detach() == ancestor))
+}
+
 /// What identifies the state of one app in a tree: its folder's tree id and the id of
 /// `.meta/meta.json` (whose entry for the app is compared only when the file differs).
 #[derive(Clone, PartialEq, Eq)]

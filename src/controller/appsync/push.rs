@@ -99,7 +99,9 @@ pub async fn push(
 }
 
 /// The branch head against what was verified: unchanged, or moved with or without commits
-/// touching the app (answered from the mirror, at most one shared fetch per interval).
+/// touching the app (answered from the mirror, at most one shared fetch per interval). A
+/// branch rewound or switched by a force-push (the verified head no longer in its history)
+/// counts as touched: the worker reports the new head itself as the touching commit.
 async fn head_view(
     ctx: &Context,
     cfg: &ResolvedConfig,

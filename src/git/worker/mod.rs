@@ -278,6 +278,13 @@ enum Request {
         branch: String,
         reply: Reply<CheckOutcome>,
     },
+    IsAncestor {
+        transport: Transport,
+        ancestor: String,
+        descendant: String,
+        max_age: Duration,
+        reply: Reply<bool>,
+    },
 }
 
 impl WorkerHandle {
@@ -345,7 +352,9 @@ impl WorkerHandle {
 
     /// The newest commit reachable from `revision` (not from `since`, when given) that changed
     /// the folder `folder` or the meta.json entry `app_id` — "commits that do not touch the app
-    /// do not count as updates".
+    /// do not count as updates". When `since` is not an ancestor of `revision` (the branch was
+    /// rewound or replaced by a force-push), the commits between them cannot tell what happened
+    /// to the app, so `revision`'s own commit is returned: it counts as touching the app.
     pub async fn last_commit_touching(
         &self,
         transport: Transport,
@@ -361,6 +370,26 @@ impl WorkerHandle {
             since: since.map(str::to_owned),
             folder: folder.to_owned(),
             app_id: app_id.to_owned(),
+            max_age,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether `ancestor` (a revision) is `descendant` or in its history, in the mirror after a
+    /// fetch at most `max_age` old: a branch head that is not a descendant of the head seen
+    /// before was rewound or switched.
+    pub async fn is_ancestor(
+        &self,
+        transport: Transport,
+        ancestor: &str,
+        descendant: &str,
+        max_age: Duration,
+    ) -> Result<bool, WorkerError> {
+        self.call(|reply| Request::IsAncestor {
+            transport,
+            ancestor: ancestor.to_owned(),
+            descendant: descendant.to_owned(),
             max_age,
             reply,
         })
@@ -522,6 +551,19 @@ impl Worker {
             } => {
                 let outcome = self.check(&transport, &branch).await;
                 let _ = reply.send(Ok(outcome));
+            }
+            Request::IsAncestor {
+                transport,
+                ancestor,
+                descendant,
+                max_age,
+                reply,
+            } => {
+                let r = self
+                    .is_ancestor(&transport, &ancestor, &descendant, max_age)
+                    .await;
+                self.after_local_failure(&r).await;
+                let _ = reply.send(r);
             }
         }
     }

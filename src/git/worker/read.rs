@@ -100,13 +100,46 @@ impl Worker {
         let app_id = app_id.to_owned();
         blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
-            let Some(found) = mirror::last_commit_touching(&repo, tip, hidden, &folder, &app_id)
-                .map_err(internal)?
-            else {
-                return Ok(None);
+            let found = match hidden {
+                // Rewound or replaced: the history between them says nothing about the app.
+                Some(old) if !mirror::is_ancestor(&repo, old, tip).map_err(internal)? => tip,
+                _ => match mirror::last_commit_touching(&repo, tip, hidden, &folder, &app_id)
+                    .map_err(internal)?
+                {
+                    Some(found) => found,
+                    None => return Ok(None),
+                },
             };
             let facts = mirror::commit_facts(&repo, found).map_err(internal)?;
             Ok(Some(commit_info(found, facts)))
+        })
+        .await
+    }
+
+    /// Whether `ancestor` is `descendant` or in its history (fetching at most once per
+    /// `max_age`). An `ancestor` the mirror lacks after the fetch is in no history of the
+    /// remote, so it is none of `descendant`'s; a missing `descendant` is
+    /// [`WorkerError::RevisionNotFound`].
+    pub(super) async fn is_ancestor(
+        &mut self,
+        transport: &Transport,
+        ancestor: &str,
+        descendant: &str,
+        max_age: Duration,
+    ) -> Result<bool, WorkerError> {
+        let (key, session) = self.fetch_if_older(transport, max_age).await?;
+        let Some(descendant_id) = self.resolve(transport, key, session, descendant).await? else {
+            return Err(WorkerError::RevisionNotFound {
+                revision: descendant.to_owned(),
+            });
+        };
+        let Some(ancestor_id) = self.resolve_local(key, ancestor).await? else {
+            return Ok(false);
+        };
+        let mirror = self.mirror.clone();
+        blocking(move || {
+            let (repo, _) = mirror.open().map_err(internal)?;
+            mirror::is_ancestor(&repo, ancestor_id, descendant_id).map_err(internal)
         })
         .await
     }
