@@ -1307,3 +1307,41 @@ async fn rewound_or_switched_branch_counts_as_touching_the_app() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forgotten_worker_finishes_before_its_successor_starts() -> Result<()> {
+    let env = setup()?;
+    let identity = env.url.identity();
+    let workers = workers_in(&env.data.path().join("second"));
+    let old = workers.get(&env.url);
+    let first = old.push(env.job("app-1", "A", "v1", "x", "")).await?;
+    committed(&first)?;
+    ensure!(workers.contains(&identity));
+
+    // A push still in flight on the old worker when the repository is forgotten.
+    let in_flight = {
+        let (old, job) = (old.clone(), env.job("app-2", "B", "v1", "x", ""));
+        tokio::spawn(async move { old.push(job).await })
+    };
+    drop(old);
+    ensure!(workers.forget(&identity), "there was a worker");
+    ensure!(!workers.contains(&identity) && !workers.forget(&identity));
+
+    // A new worker (fresh caches and counters) on the same mirror, after the old one is done.
+    let new = workers.get(&env.url);
+    ensure!(new.stats() == Default::default(), "{:?}", new.stats());
+    let third = new.push(env.job("app-3", "C", "v1", "x", "")).await?;
+    let second = in_flight.await??;
+    let (second, ..) = committed(&second)?;
+    let (third, ..) = committed(&third)?;
+    ensure!(
+        env.git(&["rev-parse", &format!("{third}^")])?.trim() == second,
+        "the successor fetched what its predecessor pushed"
+    );
+    ensure!(
+        new.stats().push_rejections == 0 && new.stats().fetches == 1,
+        "{:?}",
+        new.stats()
+    );
+    Ok(())
+}

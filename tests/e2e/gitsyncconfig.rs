@@ -36,6 +36,10 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
             delete_removes_generated_secret_only,
         ),
         trial(
+            "gsc_delete_drops_the_repository_worker_when_unshared",
+            delete_drops_the_repository_worker_when_unshared,
+        ),
+        trial(
             "gsc_bring_your_own_secret_untouched",
             bring_your_own_secret_untouched,
         ),
@@ -376,6 +380,64 @@ async fn delete_removes_generated_secret_only(env: Arc<Env>) -> Result<()> {
     ensure!(
         git.git("apps", &["for-each-ref"])? == before,
         "repository changed by deletion"
+    );
+    Ok(())
+}
+
+/// Applies GitSyncConfig `name` for `url`, authorizes its key and waits until it is Ready.
+async fn ready_named(env: &Env, ns: &str, git: &GitServer, name: &str, url: &str) -> Result<()> {
+    let c = &env.client;
+    apply::<GitSyncConfig>(c, ns, &manifest(name, url, "", "")).await?;
+    let g = wait_gsc(c, ns, name, "public key", |g| {
+        g.status.as_ref().is_some_and(|s| s.public_key.is_some())
+    })
+    .await?;
+    let public = g.status.and_then(|s| s.public_key).context("publicKey")?;
+    git.authorize(&public, Access::ReadWrite)?;
+    poke::<GitSyncConfig>(c, ns, name).await?;
+    wait_gsc(c, ns, name, "Ready", |g| has(g, "Ready", "True", "Ready")).await?;
+    Ok(())
+}
+
+/// Deletes GitSyncConfig `name` and waits until it is gone (its finalizer ran).
+async fn delete_config(env: &Env, ns: &str, name: &str) -> Result<()> {
+    let api = Api::<GitSyncConfig>::namespaced(env.client.clone(), ns);
+    api.delete(name, &DeleteParams::default()).await?;
+    wait(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+    .with_context(|| format!("GitSyncConfig {name} deleted"))
+}
+
+async fn delete_drops_the_repository_worker_when_unshared(env: Arc<Env>) -> Result<()> {
+    let c = &env.client;
+    let ns = namespace(c, "gsc-release").await?;
+    let git = GitServer::start()?;
+    let url = git.create_repo("apps")?;
+    // Two configs on one repository (another spelling of the same URL), one worker.
+    let spelled = format!("{url}/");
+    ready_named(&env, &ns, &git, "first", &url).await?;
+    ready_named(&env, &ns, &git, "second", &spelled).await?;
+    let identity = tooljet_gitsync_operator::git::RepoUrl::parse(&url)?.identity();
+    ensure!(
+        tooljet_gitsync_operator::git::RepoUrl::parse(&spelled)?.identity() == identity,
+        "{spelled} names the same repository"
+    );
+    ensure!(
+        env.ctx.workers.contains(&identity),
+        "the configs' worker runs"
+    );
+    delete_config(&env, &ns, "first").await?;
+    ensure!(
+        env.ctx.workers.contains(&identity),
+        "the other config still uses the worker"
+    );
+    delete_config(&env, &ns, "second").await?;
+    ensure!(
+        !env.ctx.workers.contains(&identity),
+        "the last config's deletion drops the worker"
     );
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct Env {
     pub kube: KubeEnv,
     pub client: Client,
     pub data_dir: tempfile::TempDir,
+    /// The in-process operator's shared state (its repository workers).
+    pub ctx: Arc<Context>,
     shutdown: watch::Sender<bool>,
     operator: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -61,7 +63,7 @@ impl Env {
         };
         let ctx = Arc::new(Context::new(client.clone(), options));
         let (tx, mut rx) = watch::channel(false);
-        let operator = rt.spawn(controller::run(ctx, async move {
+        let operator = rt.spawn(controller::run(ctx.clone(), async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }));
         Ok(Arc::new(Env {
@@ -69,6 +71,7 @@ impl Env {
             kube,
             client,
             data_dir,
+            ctx,
             shutdown: tx,
             operator: std::sync::Mutex::new(Some(operator)),
         }))

@@ -172,8 +172,43 @@ async fn observe(
 
 async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.forget_config(&gsc.namespace().unwrap_or_default(), &gsc.name_any());
+    release_worker(&gsc, &ctx).await;
     if key::delete_generated(&gsc, &ctx).await? {
         tracing::info!(config = %key_of(gsc.as_ref()), secret = %gsc.key_secret_name(), "deleted generated deploy key Secret");
     }
     Ok(Action::await_change())
+}
+
+/// Drops the repository's worker (its caches and fetch records) when no other GitSyncConfig
+/// this operator reconciles (same namespaces and label selector) uses the repository. Best
+/// effort: when the configs cannot be listed, the worker stays (it is only memory).
+async fn release_worker(gsc: &GitSyncConfig, ctx: &Context) {
+    let Ok(url) = crate::git::RepoUrl::parse(&gsc.spec.repository.url) else {
+        return;
+    };
+    let identity = url.identity();
+    let api: Api<GitSyncConfig> = match &ctx.options.watch_namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let mut params = kube::api::ListParams::default();
+    if let Some(selector) = &ctx.options.label_selector {
+        params = params.labels(selector);
+    }
+    let others = match api.list(&params).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(config = %key_of(gsc), error = %e, "cannot list GitSyncConfigs; keeping the repository worker");
+            return;
+        }
+    };
+    let shared = others.iter().any(|other| {
+        other.uid() != gsc.uid()
+            && other.metadata.deletion_timestamp.is_none()
+            && crate::git::RepoUrl::parse(&other.spec.repository.url)
+                .is_ok_and(|u| u.identity() == identity)
+    });
+    if !shared {
+        ctx.workers.forget(&identity);
+    }
 }

@@ -17,6 +17,9 @@ use crate::git::mirror::{self, MirrorError, RemoteRefs};
 
 /// A revision missing after a fetch younger than this is not fetched for again.
 const MIN_REFETCH: Duration = Duration::from_secs(2);
+/// Fetch records and heads older than this serve nobody: the longest `max_age` a caller uses
+/// is one and a half of the longest `spec.interval` (24h).
+const RECORD_TTL: Duration = Duration::from_secs(48 * 3600);
 /// How long past its deadline a fetch's thread may take to notice its ssh was killed.
 const FETCH_GRACE: Duration = Duration::from_secs(5);
 
@@ -82,6 +85,11 @@ impl HeadCache {
         (at.elapsed() <= max_age).then(|| head.clone())
     }
 
+    /// Drops heads recorded longer ago than `age`.
+    fn prune(&mut self, age: Duration) {
+        self.heads.retain(|_, (at, _)| at.elapsed() <= age);
+    }
+
     /// Records `head` as the remote head of `branch`, as of now.
     pub(super) fn record(&mut self, key: TransportKey, branch: &str, head: Option<String>) {
         self.heads
@@ -90,6 +98,13 @@ impl HeadCache {
 }
 
 impl Worker {
+    /// Drops fetch records and heads older than [`RECORD_TTL`]: nobody asks for them any more
+    /// (a deleted config's transport), since every caller's `max_age` is shorter.
+    pub(super) fn prune_records(&mut self) {
+        self.fetches.retain(|_, r| r.at.elapsed() <= RECORD_TTL);
+        self.heads.prune(RECORD_TTL);
+    }
+
     /// Opens (or rebuilds) the mirror; a rebuilt mirror has no refs, so every cached view of
     /// the remote is dropped with it.
     pub(super) async fn ensure_mirror(&mut self) -> Result<(), WorkerError> {

@@ -22,12 +22,13 @@ mod error;
 mod fetch;
 mod push;
 mod read;
+mod registry;
 mod repair;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gix::ObjectId;
@@ -44,90 +45,10 @@ use error::stopped;
 pub use error::WorkerError;
 use fetch::{FetchRecord, HeadCache};
 use push::QueuedPush;
+pub use registry::Workers;
 
 /// Requests waiting for a worker; callers wait (back-pressure) beyond that.
 const QUEUE_DEPTH: usize = 1024;
-/// A caller waits at most this many fetch timeouts for its answer (queueing included): every
-/// remote operation of a worker has its own deadline, so this only ends the wait for a worker
-/// that is stuck behind a slow repository (or in a bug).
-const REQUEST_TIMEOUT_FETCHES: u32 = 3;
-
-/// All repository workers of the operator, keyed by [`RepoUrl::identity`], so that every
-/// AppSync and GitSyncConfig of one repository goes through the same worker.
-#[derive(Clone)]
-pub struct Workers {
-    inner: Arc<WorkersInner>,
-}
-
-struct WorkersInner {
-    cli: GitCli,
-    mirrors_dir: PathBuf,
-    request_timeout: Duration,
-    /// Locked only to look up or insert a handle, never across a request or any IO.
-    workers: Mutex<HashMap<String, WorkerHandle>>,
-}
-
-impl Workers {
-    /// `mirrors_dir` holds one bare mirror per repository (`<mirrors_dir>/<hash of identity>`),
-    /// reused across restarts.
-    /// Callers wait for an answer up to [`REQUEST_TIMEOUT_FETCHES`] fetch timeouts, plus one
-    /// command timeout.
-    pub fn new(cli: GitCli, mirrors_dir: PathBuf) -> Workers {
-        let request_timeout = cli
-            .fetch_timeout()
-            .saturating_mul(REQUEST_TIMEOUT_FETCHES)
-            .saturating_add(cli.timeout());
-        Workers::with_request_timeout(cli, mirrors_dir, request_timeout)
-    }
-
-    /// Like [`Workers::new`], with the longest wait of a caller for an answer given.
-    pub fn with_request_timeout(
-        cli: GitCli,
-        mirrors_dir: PathBuf,
-        request_timeout: Duration,
-    ) -> Workers {
-        Workers {
-            inner: Arc::new(WorkersInner {
-                cli,
-                mirrors_dir,
-                request_timeout,
-                workers: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    /// The worker of `url`'s repository, started on first use (needs a tokio runtime).
-    pub fn get(&self, url: &RepoUrl) -> WorkerHandle {
-        let identity = url.identity();
-        let mut workers = self
-            .inner
-            .workers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(handle) = workers.get(&identity) {
-            if !handle.tx.is_closed() {
-                return handle.clone();
-            }
-            tracing::warn!(repository = %identity, "repository worker had stopped; starting a new one");
-        }
-        let dir = self.inner.mirrors_dir.join(mirror_dir_name(&identity));
-        let handle = spawn_worker(
-            url.clone(),
-            self.inner.cli.clone(),
-            dir,
-            self.inner.request_timeout,
-        );
-        workers.insert(identity, handle.clone());
-        handle
-    }
-}
-
-/// Directory name of a repository's mirror: stable, filesystem-safe, and free of the URL.
-fn mirror_dir_name(identity: &str) -> String {
-    let digest = Sha256::digest(identity.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A cheap handle on one repository's worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
@@ -457,6 +378,8 @@ fn transport_key(t: &Transport) -> TransportKey {
 struct Worker {
     url: RepoUrl,
     cli: GitCli,
+    /// Held while the worker runs: the mirror's exclusive owner.
+    lease: Arc<tokio::sync::Mutex<()>>,
     mirror: Mirror,
     rx: mpsc::Receiver<Request>,
     /// Requests taken off the channel while collecting a push batch, in arrival order.
@@ -466,12 +389,22 @@ struct Worker {
     stats: Arc<Counters>,
 }
 
-fn spawn_worker(url: RepoUrl, cli: GitCli, dir: PathBuf, timeout: Duration) -> WorkerHandle {
+/// Starts the worker of `url` on the mirror `dir`. It serves nothing before it holds `lease`,
+/// which a worker of the same repository that is still finishing holds until it ends: one
+/// mirror never has two workers.
+fn spawn_worker(
+    url: RepoUrl,
+    cli: GitCli,
+    dir: PathBuf,
+    timeout: Duration,
+    lease: Arc<tokio::sync::Mutex<()>>,
+) -> WorkerHandle {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let stats = Arc::new(Counters::default());
     let worker = Worker {
         url,
         cli,
+        lease,
         mirror: Mirror::new(dir),
         rx,
         pending: VecDeque::new(),
@@ -484,10 +417,13 @@ fn spawn_worker(url: RepoUrl, cli: GitCli, dir: PathBuf, timeout: Duration) -> W
 }
 
 impl Worker {
-    /// Serves requests one at a time until every handle is gone.
+    /// Serves requests one at a time until every handle is gone, dropping what it cached for
+    /// transports nobody used for long (a deleted config's).
     async fn run(mut self) {
+        let _owner = self.lease.clone().lock_owned().await;
         while let Some(request) = self.next_request().await {
             self.handle(request).await;
+            self.prune_records();
         }
     }
 
@@ -596,15 +532,6 @@ fn rfc3339(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mirror_dir_name_is_stable_hex() {
-        let a = mirror_dir_name("ssh://git@github.com:22/acme/apps.git");
-        assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(a, mirror_dir_name("ssh://git@github.com:22/acme/apps.git"));
-        assert_ne!(a, mirror_dir_name("ssh://git@github.com:22/acme/other.git"));
-    }
 
     #[test]
     fn transport_keys_differ_by_key_and_policy() {
