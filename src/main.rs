@@ -75,6 +75,11 @@ struct RunArgs {
     /// Let AppSyncs reference GitSyncConfigs in other namespaces.
     #[arg(long)]
     allow_cross_namespace_refs: bool,
+    /// Accept file:// repository URLs (tests, local setups; never one inside --data-dir).
+    /// Off: whoever may create a GitSyncConfig could reach any repository on the operator's
+    /// filesystem.
+    #[arg(long)]
+    allow_file_urls: bool,
     /// Reconciles running at once per kind.
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
@@ -230,6 +235,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         watch_namespace: args.watch_namespace.clone(),
         label_selector: args.label_selector.clone(),
         allow_cross_namespace_refs: args.allow_cross_namespace_refs,
+        allow_file_urls: args.allow_file_urls,
         concurrency: args.concurrency.max(1),
         git_timeout: args.git_timeout.max(Duration::from_secs(1)),
         ..Options::default()

@@ -193,6 +193,8 @@ reasons! {
     RepositoryBusy,
     /// The repository is in ToolJet's newer GitSync layout (`apps/<name>/app/app.json`), which the operator does not read or write.
     UnsupportedRepositoryLayout,
+    /// `spec.repository.url` is a `file://` URL the operator does not accept (no `--allow-file-urls`, or inside its data directory).
+    FileURLNotAllowed,
 }
 
 impl fmt::Display for Reason {

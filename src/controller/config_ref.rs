@@ -123,7 +123,7 @@ async fn resolve(
     };
     *interval = gitsyncconfig::interval_or_default(&gsc.spec.interval);
     usable(&gsc)?;
-    let valid = gitsyncconfig::validate(&gsc.spec)?;
+    let valid = gitsyncconfig::validate(&gsc.spec, &ctx.options)?;
     let tooljet = connection::connect(&gsc, ctx, false).await?;
     let transport = repo_transport(&gsc, &valid, ctx).await?;
     Ok(ResolvedConfig {

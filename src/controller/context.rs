@@ -63,6 +63,10 @@ pub struct Options {
     pub allow_cross_namespace_refs: bool,
     /// Reconciles running at once per kind.
     pub concurrency: u16,
+    /// Accept `file://` repository URLs (tests, local setups): anyone who may create a
+    /// GitSyncConfig could otherwise make the operator read and write any repository on its
+    /// filesystem. Never one inside [`Options::data_dir`], whatever this says.
+    pub allow_file_urls: bool,
 }
 
 impl Default for Options {
@@ -76,6 +80,7 @@ impl Default for Options {
             label_selector: None,
             allow_cross_namespace_refs: false,
             concurrency: 4,
+            allow_file_urls: false,
         }
     }
 }

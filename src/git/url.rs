@@ -32,10 +32,10 @@ pub enum RepoUrl {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     /// Not a URL in any form.
-    #[error("repository URL {url:?} cannot be parsed: {why}. Use an SSH URL like git@github.com:org/repo.git or ssh://git@host:2222/org/repo.git (file:///path also works for local repositories)")]
+    #[error("repository URL {url:?} cannot be parsed: {why}. Use an SSH URL like git@github.com:org/repo.git or ssh://git@host:2222/org/repo.git (file:///path for local repositories, when the operator runs with --allow-file-urls)")]
     Invalid { url: String, why: String },
     /// A real URL form the operator does not speak.
-    #[error("repository URL {url:?} uses {scheme}, which the operator does not support: it authenticates with an SSH deploy key, so use the repository's SSH URL (scp-like git@host:org/repo.git, or ssh://git@host[:port]/org/repo.git; file:///path for local repositories)")]
+    #[error("repository URL {url:?} uses {scheme}, which the operator does not support: it authenticates with an SSH deploy key, so use the repository's SSH URL (scp-like git@host:org/repo.git, or ssh://git@host[:port]/org/repo.git; file:///path for local repositories, with --allow-file-urls)")]
     Unsupported { url: String, scheme: String },
 }
 

@@ -652,6 +652,14 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
             "InvalidKnownHosts",
         ),
         ("badbranch", url.clone(), "", "", "InvalidBranch"),
+        // The harness runs the operator without --allow-file-urls.
+        (
+            "fileurl",
+            "file:///srv/git/apps.git".into(),
+            "",
+            "",
+            "FileURLNotAllowed",
+        ),
         (
             "norepo2",
             git.url("missing"),

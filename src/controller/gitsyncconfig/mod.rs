@@ -60,7 +60,7 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         return Ok(Action::await_change());
     };
     let prev = gsc.status.clone().unwrap_or_default();
-    let validation = validate(&gsc.spec);
+    let validation = validate(&gsc.spec, &ctx.options);
     let mut status = GitSyncConfigStatus {
         observed_generation: gsc.metadata.generation,
         last_handled_rotate_key: gsc.annotations().get(api::ROTATE_KEY_ANNOTATION).cloned(),

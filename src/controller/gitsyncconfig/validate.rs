@@ -1,8 +1,10 @@
-//! Step 1 of a GitSyncConfig pass: the spec checked without IO.
+//! Step 1 of a GitSyncConfig pass: the spec checked without network IO (a `file://` path is
+//! resolved on the local filesystem).
 
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::super::Problem;
+use super::super::{Options, Problem};
 use crate::api::{self, Reason};
 use crate::git::RepoUrl;
 use crate::keys;
@@ -26,10 +28,11 @@ pub struct Validated {
     pub pinned_known_hosts: Option<String>,
 }
 
-/// Checks the spec without IO.
-pub fn validate(spec: &api::GitSyncConfigSpec) -> Result<Validated, Problem> {
+/// Checks the spec against the operator's `options` (which URLs it accepts).
+pub fn validate(spec: &api::GitSyncConfigSpec, options: &Options) -> Result<Validated, Problem> {
     let url = RepoUrl::parse(&spec.repository.url)
         .map_err(|e| Problem::stalled(e.reason(), e.to_string()))?;
+    check_file_url(&url, options)?;
     check_branch_name(&spec.repository.branch)?;
     let interval = parse_interval(&spec.interval)?;
     let pinned = spec
@@ -53,6 +56,82 @@ pub fn validate(spec: &api::GitSyncConfigSpec) -> Result<Validated, Problem> {
         interval,
         pinned_known_hosts: pinned,
     })
+}
+
+/// `file://` URLs only with `--allow-file-urls`, and never into the data directory (the
+/// operator's own mirrors and key files), however the path is spelled: `..`, symlinks and
+/// percent-escapes are resolved first.
+fn check_file_url(url: &RepoUrl, options: &Options) -> Result<(), Problem> {
+    let RepoUrl::File { path, .. } = url else {
+        return Ok(());
+    };
+    if !options.allow_file_urls {
+        return Err(Problem::stalled(
+            Reason::FileURLNotAllowed,
+            format!("spec.repository.url {url} is a file:// URL, which this operator does not accept: use the repository's SSH URL (git@host:org/repo.git or ssh://git@host:port/org/repo.git); for tests and local setups, the operator can be started with --allow-file-urls"),
+        ));
+    }
+    let data = resolve(&options.data_dir);
+    let inside = [path.clone(), percent_decoded(path)]
+        .iter()
+        .any(|p| resolve(Path::new(p)).starts_with(&data));
+    if inside {
+        return Err(Problem::stalled(
+            Reason::FileURLNotAllowed,
+            format!("spec.repository.url {url} points into the operator's data directory ({}), which holds its own mirrors and key files: refused even with --allow-file-urls; use a repository outside it", options.data_dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// `path` made absolute with symlinks and `..` resolved as the kernel does, one component at
+/// a time (a `..` after a symlink leaves the symlink's target); components that do not exist
+/// are taken as they are.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    };
+    let mut out = PathBuf::from("/");
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(c) => {
+                out.push(c);
+                if let Ok(real) = out.canonicalize() {
+                    out = real;
+                }
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// `%XX` escapes decoded, as git and gix do for URL paths; anything else kept as it is.
+fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Go-style durations (`5m`, `1h30m`, `90s`), between [`MIN_INTERVAL`] and [`MAX_INTERVAL`].
@@ -129,6 +208,65 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn spec(url: &str) -> api::GitSyncConfigSpec {
+        serde_json::from_value(serde_json::json!({
+            "repository": {"url": url},
+            "tooljet": {"url": "http://t", "workspace": "w", "credentialsSecretRef": {"name": "c"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn file_urls_need_the_flag_and_never_reach_the_data_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let outside = root.path().join("repos/apps.git");
+        std::fs::create_dir_all(data.join("mirrors/abc")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let link = root.path().join("repos/sneaky");
+        std::os::unix::fs::symlink(data.join("mirrors"), &link).unwrap();
+        let mut options = Options {
+            data_dir: data.clone(),
+            ..Options::default()
+        };
+        let url = |p: &Path| format!("file://{}", p.display());
+        let refused = |u: &str, o: &Options| validate(&spec(u), o).unwrap_err();
+
+        let p = refused(&url(&outside), &options);
+        assert_eq!(p.reason, Reason::FileURLNotAllowed);
+        assert!(
+            p.stalled && p.message.contains("--allow-file-urls"),
+            "{}",
+            p.message
+        );
+
+        options.allow_file_urls = true;
+        assert!(validate(&spec(&url(&outside)), &options).is_ok());
+        assert!(validate(&spec("git@github.com:acme/apps.git"), &options).is_ok());
+        let dotdot = root.path().join("repos/../data/mirrors/abc");
+        let escaped = format!("file://{}", root.path().join("%64ata/mirrors").display());
+        for inside in [
+            url(&data.join("mirrors/abc")),
+            url(&data),
+            url(&dotdot),
+            url(&link.join("abc")),
+            url(&link.join("not-yet/../abc")),
+            url(&data.join("not-yet/x.git")),
+            escaped,
+        ] {
+            let p = refused(&inside, &options);
+            assert_eq!(p.reason, Reason::FileURLNotAllowed, "{inside}");
+            assert!(
+                p.message.contains("data directory"),
+                "{inside}: {}",
+                p.message
+            );
+        }
+        // A sibling whose name merely starts like the data directory is outside it.
+        let sibling = root.path().join("data-other/apps.git");
+        assert!(validate(&spec(&url(&sibling)), &options).is_ok());
     }
 
     #[test]
