@@ -179,6 +179,8 @@ def common(docs, scen):
     vols = {v["name"]: v for v in pod.get("volumes", [])}
     for path in ("/var/lib/tooljet-gitsync", "/tmp"):
         check(path in mounts and "emptyDir" in vols.get(mounts[path], {}), f"{scen}: emptyDir at {path}")
+    keys = vols.get(mounts.get("/var/lib/tooljet-gitsync/tmp"), {}).get("emptyDir", {})
+    check(keys.get("medium") == "Memory", f"{scen}: memory-backed emptyDir for key files at /var/lib/tooljet-gitsync/tmp")
     env = {e["name"]: e for e in c.get("env", [])}
     check(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace",
           f"{scen}: POD_NAMESPACE fieldRef")
@@ -188,6 +190,7 @@ def common(docs, scen):
     check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, f"{scen}: liveness")
     check(c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, f"{scen}: readiness")
     args = c["args"]
+    check(not any(a.startswith("--allow-file-urls") for a in args), f"{scen}: the chart never allows file:// URLs")
     check(args[:3] == ["run", "--http-addr=0.0.0.0:8080", "--data-dir=/var/lib/tooljet-gitsync"], f"{scen}: args {args[:3]}")
     svc = one(docs, "Service", full, ns, scen)
     if svc:

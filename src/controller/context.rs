@@ -125,7 +125,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context; `data_dir` is created when missing.
+    /// Builds the context; `data_dir` is created when missing, and key files an earlier (killed)
+    /// process left in its scratch directory are removed.
     pub fn new(client: Client, options: Options) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -135,6 +136,11 @@ impl Context {
             },
         );
         let git = GitCli::new(options.data_dir.join("tmp"), options.git_timeout);
+        match git.remove_stale_sessions() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed key files left by an earlier process"),
+            Err(e) => tracing::warn!(error = %e, "cannot clean the scratch directory"),
+        }
         let workers =
             crate::git::worker::Workers::new(git.clone(), options.data_dir.join("mirrors"));
         Context {

@@ -36,6 +36,9 @@ pub struct Transport {
     pub host_keys: HostKeyPolicy,
 }
 
+/// Name prefix of a session's private directory in the scratch directory.
+const SESSION_PREFIX: &str = "ssh-";
+
 /// A fetch moves whole histories (a first fetch of a large repository), so it may take this
 /// many command timeouts.
 pub const FETCH_TIMEOUT_FACTOR: u32 = 5;
@@ -97,12 +100,36 @@ impl GitCli {
         &self.scratch
     }
 
+    /// Removes what sessions of an earlier process left in the scratch directory (a killed
+    /// process never drops its sessions): key and known_hosts files must not outlive their
+    /// call. Run once at start, before any session. Returns how many entries went.
+    pub fn remove_stale_sessions(&self) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.scratch) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = name.starts_with(SESSION_PREFIX)
+                || (name.starts_with("write-check.") && name.ends_with(".tmp"));
+            if stale {
+                std::fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Writes the key and known_hosts into a private directory, removed when the returned
     /// session is dropped.
     pub fn session(&self, transport: &Transport) -> Result<GitSession, GitFailure> {
         std::fs::create_dir_all(&self.scratch).map_err(io_failure)?;
         let dir = tempfile::Builder::new()
-            .prefix("ssh-")
+            .prefix(SESSION_PREFIX)
             .tempdir_in(&self.scratch)
             .map_err(io_failure)?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
@@ -401,6 +428,37 @@ mod tests {
         assert_eq!(whole_seconds(Duration::ZERO), 1);
         let short = cli.with_fetch_timeout(Duration::from_secs(7));
         assert_eq!(short.fetch_timeout(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn stale_sessions_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("tmp");
+        let cli = GitCli::new(&scratch, Duration::from_secs(3));
+        assert_eq!(
+            cli.remove_stale_sessions().unwrap(),
+            0,
+            "no scratch dir yet"
+        );
+        // What a killed process leaves: a session with its key, a half-made probe repository.
+        let session = cli
+            .session(&Transport {
+                private_key: Some(Zeroizing::new("-----BEGIN OPENSSH PRIVATE KEY-----".into())),
+                host_keys: HostKeyPolicy::TrustOnFirstUse,
+            })
+            .unwrap();
+        let left = session.home.clone();
+        std::mem::forget(session);
+        assert!(left.join("identity").exists());
+        std::fs::create_dir_all(scratch.join("write-check.42.tmp")).unwrap();
+        std::fs::create_dir_all(scratch.join("write-check.git")).unwrap();
+        assert_eq!(cli.remove_stale_sessions().unwrap(), 2);
+        assert!(!left.exists(), "the stale key is gone");
+        assert!(!scratch.join("write-check.42.tmp").exists());
+        assert!(
+            scratch.join("write-check.git").exists(),
+            "the probe repository stays"
+        );
     }
 
     #[test]
