@@ -2,6 +2,7 @@
 //! with a dry-run push of a throwaway commit. Nothing is ever written to the repository.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::classify::GitFailure;
 use super::cli::{GitCli, GitSession, Transport};
@@ -119,15 +120,21 @@ pub async fn ls_remote_branch(
 async fn probe_repo(cli: &GitCli, session: &GitSession) -> Result<(PathBuf, String), GitFailure> {
     let dir = cli.scratch_dir().join("write-check.git");
     if !dir.join("HEAD").exists() {
-        let tmp = cli
-            .scratch_dir()
-            .join(format!("write-check.{}.tmp", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
+        // Unique per call: workers of different repositories may check at the same moment.
+        static MADE: AtomicU64 = AtomicU64::new(0);
+        let tmp = cli.scratch_dir().join(format!(
+            "write-check.{}.{}.tmp",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        ));
         let tmp_s = tmp.to_string_lossy().to_string();
         session
             .run(["init", "-q", "--bare", &tmp_s], None, None, &[])
             .await?;
-        let _ = std::fs::rename(&tmp, &dir);
+        // Another check may have put its own in place first: then this one is not needed.
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
     }
     let env = [
         ("GIT_AUTHOR_NAME", "tooljet-gitsync"),

@@ -78,7 +78,7 @@ pub async fn check_repository(
         let head = worker.remote_head(transport, branch, Duration::ZERO).await;
         let result = head.map_err(|e| match &e {
             crate::git::worker::WorkerError::Git(f) => explain(Stage::Read, f),
-            other => Problem::retrying(Reason::GitError, other.to_string()),
+            other => Problem::retrying(other.reason(), other.to_string()),
         });
         return RepoCheck {
             result,

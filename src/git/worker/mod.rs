@@ -322,7 +322,8 @@ impl WorkerHandle {
     /// repository is serialised (design §3.4). A successful check's head is remembered like an
     /// ls-remote's, so a [`WorkerHandle::remote_head`] within its `max_age` needs no call.
     ///
-    /// Access failures are in the outcome's `result`; `Err` only when the worker stopped.
+    /// Access failures are in the outcome's `result`; `Err` only when the worker stopped or
+    /// did not answer in time ([`WorkerError::Busy`]).
     pub async fn check(
         &self,
         transport: Transport,
