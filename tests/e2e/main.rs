@@ -8,6 +8,7 @@ mod crash;
 mod gitsyncconfig;
 mod pull;
 mod push;
+mod race;
 mod rbac;
 mod runtime;
 mod support;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     trials.extend(pull::trials());
     trials.extend(rbac::trials());
     trials.extend(crash::trials());
+    trials.extend(race::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();
