@@ -31,10 +31,19 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
 }
 
 /// The operator binary for objects labelled `e2e-shard: crash`, without leader election so a
-/// restart is immediate.
+/// restart is immediate. Killed when dropped, so no process outlives the trial.
 struct Operator {
-    child: Child,
-    _data: tempfile::TempDir,
+    child: Option<Child>,
+    data: Option<tempfile::TempDir>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Operator {
@@ -62,15 +71,20 @@ impl Operator {
             .stdout(Stdio::from(log))
             .stderr(Stdio::null())
             .spawn()?;
-        Ok(Operator { child, _data: data })
+        Ok(Operator {
+            child: Some(child),
+            data: Some(data),
+        })
     }
 
     /// SIGKILL: no shutdown, no cleanup, mid-call; returns the data dir for the restart (the
     /// mirrors survive a pod restart when on a volume; nothing depends on it).
-    fn kill9(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self._data
+    fn kill9(mut self) -> Result<tempfile::TempDir> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.data.take().context("operator without data dir")
     }
 }
 
@@ -240,7 +254,7 @@ async fn kill_inside(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let data = op.kill9();
+    let data = op.kill9()?;
     prod.clear_faults();
     tokio::time::sleep(hold + Duration::from_millis(500)).await;
     Ok(data)
@@ -358,7 +372,7 @@ async fn crash_rounds(env: Arc<Env>) -> Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let data = op.kill9();
+        let data = op.kill9()?;
         prod.clear_faults();
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let recorded = journal_step(&env, &ns2, name).await?;

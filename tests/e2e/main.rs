@@ -9,6 +9,7 @@ mod gitsyncconfig;
 mod hostile;
 mod pull;
 mod push;
+mod race;
 mod rbac;
 mod runtime;
 mod support;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     trials.extend(rbac::trials());
     trials.extend(crash::trials());
     trials.extend(hostile::trials());
+    trials.extend(race::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -58,7 +58,7 @@ impl Env {
             retry_max: Duration::from_secs(3),
             git_timeout: Duration::from_secs(30),
             // Objects labelled for the binary trials belong to operator processes started there.
-            label_selector: Some(format!("{SHARD_LABEL} notin (binary,crash)")),
+            label_selector: Some(format!("{SHARD_LABEL} notin (binary,crash,race)")),
             ..Options::default()
         };
         let ctx = Arc::new(Context::new(client.clone(), options));

@@ -10,7 +10,7 @@ use super::super::{Context, Failure, Problem};
 use super::plan::{self, HeadView, PushDecision, PushFacts};
 use super::status::Outcome;
 use crate::api::{AppSync, AppSyncStatus, GitStatus, Reason};
-use crate::git::worker::PushJob;
+use crate::git::worker::{PushJob, PushResult};
 use crate::layout;
 use crate::tooljet::{AppSummary, Error as ToolJetError};
 
@@ -86,16 +86,56 @@ pub async fn push(
             let start = Instant::now();
             let result = ctx.workers.get(cfg.url()).push(job).await;
             ctx.metrics.git_op("push", start.elapsed(), result.is_ok());
-            let outcome = Outcome {
+            let result = result?;
+            let recovered = match &result {
+                PushResult::NoChange {
+                    app_path,
+                    head: Some(h),
+                } => last_commit_in_git(ctx, cfg, h, app_path, &app.id, prev).await,
+                _ => None,
+            };
+            let mut outcome = Outcome {
                 owned,
-                ..plan::push_outcome(&facts, result?)?
+                ..plan::push_outcome(&facts, result)?
             };
             if outcome.committed.is_some() {
                 ctx.metrics.pushed(1);
             }
+            if recovered.is_some() {
+                outcome.committed = recovered;
+            }
             Ok(outcome)
         }
     }
+}
+
+/// Git already holds the export although the status did not say so: the pass that pushed it
+/// was killed before its status write. The newest commit touching the app is the last
+/// commit the status missed (answered from the mirror, no remote call).
+async fn last_commit_in_git(
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    head: &str,
+    app_path: &str,
+    app_id: &str,
+    prev: &AppSyncStatus,
+) -> Option<crate::api::CommitInfo> {
+    let folder = app_path.split('/').next().filter(|f| !f.is_empty())?;
+    let worker = ctx.workers.get(cfg.url());
+    let touched = worker
+        .last_commit_touching(
+            cfg.transport.clone(),
+            head,
+            None,
+            folder,
+            app_id,
+            cfg.valid.interval,
+        )
+        .await
+        .ok()??;
+    let info = plan::commit_info(&touched);
+    let known = prev.last_commit.as_ref().map(|c| c.sha.as_str());
+    (known != Some(info.sha.as_str())).then_some(info)
 }
 
 /// The branch head against what was verified: unchanged, or moved with or without commits
