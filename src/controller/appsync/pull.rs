@@ -76,7 +76,7 @@ pub async fn pull(
         policy: spec.update_policy,
         requested: requested || adopt,
     });
-    let mut outcome = Outcome {
+    let outcome = Outcome {
         git: Some(GitStatus {
             path: Some(git.located.path.clone()),
             git_app_id: Some(git.located.git_app_id.clone()),
@@ -89,34 +89,67 @@ pub async fn pull(
         owned: plan::pull_ownership(prev, &git.located, ours.as_ref()),
         ..Outcome::new(Reason::UpToDate, "")
     };
-    let name = &git.located.app_name;
-    let at = format!("{} of {revision}", short(&git.latest.sha));
-    match decision {
-        PullDecision::NameConflict { other_id } => Err(Problem::stalled(
-            Reason::NameConflict,
-            format!("workspace {} already has an app named {name:?} (id {other_id}) that this AppSync did not create; it was left untouched. Rename or delete that app in ToolJet (or pull under another workspace), then the import proceeds", conn.workspace.name),
-        ).into()),
-        PullDecision::UpToDate => {
-            outcome.app = prev.app.clone();
-            outcome.message = format!("{name} in ToolJet is at commit {at}");
-            outcome.missing_constants = missing_constants(ctx, cfg, &git.export).await;
-            Ok(outcome)
-        }
-        PullDecision::ReportUpdate => {
-            outcome.app = prev.app.clone();
-            outcome.available_update = Some(git.latest.clone());
-            outcome.reason = Reason::UpdateAvailable;
-            outcome.message = format!("an update of {name} is available at {revision} ({}); updatePolicy is Manual", short(&git.latest.sha));
-            Ok(outcome)
-        }
-        PullDecision::Import | PullDecision::Replace { .. } => {
-            let j = plan::new_journal(&git.located, &git.latest, ours.as_ref(), &report::now_rfc3339());
-            let app = swap.start(carry, j.clone(), &git.export, ours.as_ref()).await.map_err(|f| match f {
-                Failure::Problem(p) => Failure::Problem(p.context(format!("pulling {name} from {revision} failed: "))),
-                infra => infra,
-            })?;
-            let done = finished(&j, &app, cfg, ctx, Some(&git.export), if ours.is_some() { "updated" } else { "imported" }).await;
-            Ok(Outcome { git: outcome.git, tracks_updates: true, handled_request: outcome.handled_request, handled_adopt: outcome.handled_adopt, ..done })
+    let pass = Pass {
+        swap: &swap,
+        git: &git,
+        revision: &revision,
+        ours: ours.as_ref(),
+    };
+    pass.act(decision, outcome, carry).await
+}
+
+/// What a Pull pass decided on, for carrying it out.
+struct Pass<'a> {
+    swap: &'a Swap<'a>,
+    git: &'a GitApp,
+    revision: &'a str,
+    ours: Option<&'a AppSummary>,
+}
+
+impl Pass<'_> {
+    /// Carries out the decision: refuse, report, or import through the journaled swap.
+    async fn act(
+        &self,
+        decision: PullDecision,
+        mut outcome: Outcome,
+        carry: &mut Carry,
+    ) -> Result<Outcome, Failure> {
+        let (ctx, cfg, git, revision) = (self.swap.ctx, self.swap.cfg, self.git, self.revision);
+        let prev = self.swap.prev;
+        let name = &git.located.app_name;
+        match decision {
+            PullDecision::NameConflict { other_id } => Err(Problem::stalled(
+                Reason::NameConflict,
+                format!("workspace {} already has an app named {name:?} (id {other_id}) that this AppSync did not create; it was left untouched. Rename or delete that app in ToolJet (or pull under another workspace), then the import proceeds", cfg.tooljet.workspace.name),
+            ).into()),
+            PullDecision::UpToDate => {
+                outcome.app = prev.app.clone();
+                outcome.message = format!("{name} in ToolJet is at commit {} of {revision}", short(&git.latest.sha));
+                outcome.missing_constants = missing_constants(ctx, cfg, &git.export).await;
+                Ok(outcome)
+            }
+            PullDecision::ReportUpdate => {
+                outcome.app = prev.app.clone();
+                outcome.available_update = Some(git.latest.clone());
+                outcome.reason = Reason::UpdateAvailable;
+                outcome.message = format!("an update of {name} is available at {revision} ({}); updatePolicy is Manual", short(&git.latest.sha));
+                Ok(outcome)
+            }
+            PullDecision::Import | PullDecision::Replace { .. } => {
+                let j = plan::new_journal(&git.located, &git.latest, self.ours, &report::now_rfc3339());
+                let app = self.swap.start(carry, j.clone(), &git.export, self.ours).await.map_err(|f| match f {
+                    Failure::Problem(p) => Failure::Problem(p.context(format!("pulling {name} from {revision} failed: "))),
+                    infra => infra,
+                })?;
+                let verb = if self.ours.is_some() { "updated" } else { "imported" };
+                let done = finished(&j, &app, cfg, ctx, Some(&git.export), verb).await;
+                Ok(Outcome {
+                    git: outcome.git,
+                    handled_request: outcome.handled_request,
+                    handled_adopt: outcome.handled_adopt,
+                    ..done
+                })
+            }
         }
     }
 }

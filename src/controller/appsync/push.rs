@@ -28,23 +28,9 @@ pub async fn push(
     let found = find_app(ctx, cfg, &list_key, &aps.spec.app, previous_id).await?;
     let app = found.ok_or_else(not_found)?;
 
-    let version = aps.spec.push.as_ref().and_then(|p| p.version.as_deref());
-    let start = Instant::now();
-    let export = cfg
-        .tooljet
-        .client
-        .export_app(workspace, &app.id, version)
-        .await;
-    ctx.metrics
-        .tooljet_call("export_app", start.elapsed(), export.is_ok());
-    let export = match export {
-        Ok(e) => e,
-        Err(e) if e.reason() == Reason::AppNotFound => {
-            ctx.forget_app_list(&list_key);
-            return Err(not_found().into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let export = export(ctx, cfg, aps, &app.id, &list_key)
+        .await?
+        .ok_or_else(not_found)?;
     let exported = layout::app_from_export(&export).map_err(|e| {
         Problem::retrying(
             Reason::InvalidExport,
@@ -106,6 +92,34 @@ pub async fn push(
             }
             Ok(outcome)
         }
+    }
+}
+
+/// A fresh export of the app; `None` when ToolJet says the app is gone (the shared listing
+/// that still had it is dropped).
+async fn export(
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    aps: &AppSync,
+    app_id: &str,
+    list_key: &str,
+) -> Result<Option<serde_json::Value>, Failure> {
+    let version = aps.spec.push.as_ref().and_then(|p| p.version.as_deref());
+    let start = Instant::now();
+    let export = cfg
+        .tooljet
+        .client
+        .export_app(&cfg.tooljet.workspace, app_id, version)
+        .await;
+    ctx.metrics
+        .tooljet_call("export_app", start.elapsed(), export.is_ok());
+    match export {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.reason() == Reason::AppNotFound => {
+            ctx.forget_app_list(list_key);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
