@@ -45,6 +45,7 @@ pub struct FakeApi {
     writes: Mutex<Vec<Write>>,
     unexpected: Mutex<Vec<String>>,
     serial: Mutex<u64>,
+    denied: Mutex<Vec<(String, String)>>,
 }
 
 fn status(code: StatusCode, reason: &str) -> Value {
@@ -91,6 +92,14 @@ impl FakeApi {
     /// The writes since the last call.
     pub fn take_writes(&self) -> Vec<Write> {
         std::mem::take(&mut *self.writes.lock().unwrap())
+    }
+
+    /// Answers `METHOD` on paths starting with `prefix` with 403 Forbidden, as RBAC would.
+    pub fn deny(&self, method: &str, prefix: &str) {
+        self.denied
+            .lock()
+            .unwrap()
+            .push((method.to_string(), prefix.to_string()));
     }
 
     /// Requests the fake could not serve.
@@ -142,6 +151,20 @@ impl FakeApi {
     }
 
     fn serve(&self, method: &str, path: &str, body: Value, apply: bool) -> (StatusCode, Value) {
+        let denied = self
+            .denied
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p)| m == method && path.starts_with(p.as_str()));
+        if denied {
+            return (
+                StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "message": format!("secrets is forbidden: User \"operator\" cannot {method} here"),
+                       "reason": "Forbidden", "code": 403}),
+            );
+        }
         let mut objects = self.objects.lock().unwrap();
         if path.ends_with("/events") || path.contains("/events/") {
             let mut ev = body;

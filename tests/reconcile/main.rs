@@ -453,3 +453,27 @@ async fn refused_specs_touch_nothing() {
     );
     assert!(w.tooljet.apps().is_empty(), "nothing written to ToolJet");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_secret_create_is_a_condition_not_a_silent_retry() {
+    let w = World::start().await;
+    w.api
+        .deny("POST", &format!("/api/v1/namespaces/{NS}/secrets"));
+    w.add_config("sales", "my-workspace");
+    let writes = w.reconcile_config("sales").await;
+    assert_eq!(
+        sequence(&writes),
+        ["POST secrets", "PATCH gitsyncconfigs/status", "POST events"]
+    );
+    let conds = conditions(&writes[1]);
+    assert_eq!(conds[0], c("Ready", "False", "KubernetesAPIRefused"));
+    assert_eq!(
+        conds[1],
+        c("DeployKeyReady", "False", "KubernetesAPIRefused")
+    );
+    let msg = writes[1].body["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(msg.contains("403") && msg.contains("RBAC"), "{msg}");
+    assert_eq!(events(&writes), [e("Warning", "KubernetesAPIRefused")]);
+}
