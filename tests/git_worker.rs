@@ -1345,3 +1345,52 @@ async fn forgotten_worker_finishes_before_its_successor_starts() -> Result<()> {
     );
     Ok(())
 }
+
+/// Lock files a killed operator left in `dir` (every ref file gets a `.lock` sibling, as a
+/// fetch killed while updating refs leaves them).
+fn leave_stale_locks(dir: &Path) -> Result<usize> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut refs = Vec::new();
+    walk(&dir.join("refs"), &mut refs)?;
+    for r in &refs {
+        let mut lock = r.clone().into_os_string();
+        lock.push(".lock");
+        std::fs::write(lock, b"")?;
+    }
+    std::fs::write(dir.join("packed-refs.lock"), b"")?;
+    std::fs::write(dir.join("objects/pack/tmp_pack_stale"), b"half a pack")?;
+    Ok(refs.len() + 1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn locks_left_by_a_killed_process_do_not_wedge_the_mirror() -> Result<()> {
+    let env = setup()?;
+    env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
+    let mirror = env.mirror_dir()?;
+    let left = leave_stale_locks(&mirror)?;
+    ensure!(left >= 2, "the mirror has refs to lock");
+    // A new operator process: new workers on the same data dir.
+    let workers = workers_in(env.data.path());
+    let worker = workers.get(&env.url);
+    let foreign =
+        env.server
+            .commit_files(REPO, "main", &[("foreign.txt", b"x".as_slice())], "foreign")?;
+    let snap = worker
+        .snapshot(env.transport.clone(), "main", vec![], Duration::ZERO)
+        .await
+        .context("a fetch after a crash")?;
+    ensure!(snap.commit.as_ref().map(|c| c.sha.as_str()) == Some(foreign.as_str()));
+    ensure!(!mirror.join("packed-refs.lock").exists());
+    ensure!(!mirror.join("objects/pack/tmp_pack_stale").exists());
+    Ok(())
+}

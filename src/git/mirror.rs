@@ -74,6 +74,40 @@ impl Mirror {
         Ok((repo, true))
     }
 
+    /// Removes the lock files (`*.lock`) and half-written packs a process killed inside a
+    /// fetch or push leaves behind: git refuses every later ref update while they exist, and
+    /// `fsck` calls such a mirror sound. Only for a worker that has just become the mirror's
+    /// only owner. Returns how many were removed.
+    pub(crate) fn clear_stale_locks(&self) -> usize {
+        fn sweep(dir: &Path, depth: usize, removed: &mut usize) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    // Refs nest; objects hold only the pack directory's leftovers.
+                    if depth < 64 && (name != "objects" || depth > 0) {
+                        sweep(&path, depth + 1, removed);
+                    }
+                } else if (name.ends_with(".lock") || name.starts_with("tmp_pack_"))
+                    && std::fs::remove_file(&path).is_ok()
+                {
+                    *removed += 1;
+                }
+            }
+        }
+        let mut removed = 0;
+        sweep(&self.dir, 0, &mut removed);
+        sweep(&self.dir.join("objects").join("pack"), 1, &mut removed);
+        removed
+    }
+
     /// Deletes the mirror and makes a new empty one in its place.
     pub(crate) fn rebuild(&self) -> Result<(), MirrorError> {
         if self.dir.exists() {

@@ -422,6 +422,16 @@ impl Worker {
     /// transports nobody used for long (a deleted config's).
     async fn run(mut self) {
         let _owner = self.lease.clone().lock_owned().await;
+        // Sole owner now: what a killed process left locked is stale.
+        let mirror = self.mirror.clone();
+        let url = self.url.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let removed = mirror.clear_stale_locks();
+            if removed > 0 {
+                tracing::info!(repository = %url, removed, "removed stale lock files from the mirror");
+            }
+        })
+        .await;
         while let Some(request) = self.next_request().await {
             self.handle(request).await;
             self.prune_records();
