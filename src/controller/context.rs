@@ -270,14 +270,7 @@ pub fn backoff_after(n: u32, min: Duration, max: Duration) -> Duration {
 
 /// At most `max` bytes of `s`, cut at a character boundary, with an ellipsis when cut.
 pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
+    crate::api::bounded(s.to_string(), max)
 }
 
 /// The first `n` characters of a commit sha (or any id), for messages.

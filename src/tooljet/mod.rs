@@ -24,6 +24,7 @@ pub use client::Client;
 pub use credentials::Credentials;
 pub use error::{Error, Resource};
 pub(crate) use replace::import_refused;
+pub use replace::SwapNames;
 
 /// ToolJet's JSON body limit (`MAX_JSON_SIZE`, body-parser `50mb`); larger bodies are refused
 /// before sending.

@@ -14,7 +14,7 @@ use super::{AppSummary, Error, Resource, Workspace};
 /// Temporary names and slugs of one swap. All fit ToolJet's 50-character name limit and are
 /// recognisable (`__gitsync_`) should a failed rollback ever leave one behind.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SwapNames {
+pub struct SwapNames {
     /// Name the new definition is imported under.
     pub temp_name: String,
     /// Slug the new app is parked under if it cannot be deleted during a rollback.
@@ -26,7 +26,8 @@ pub(crate) struct SwapNames {
 }
 
 impl SwapNames {
-    pub(crate) fn new(suffix: &str) -> SwapNames {
+    /// The names of the swap with this suffix.
+    pub fn new(suffix: &str) -> SwapNames {
         SwapNames {
             temp_name: format!("__gitsync_tmp_{suffix}"),
             temp_slug: format!("gitsync-tmp-{suffix}"),
@@ -35,7 +36,8 @@ impl SwapNames {
         }
     }
 
-    fn random() -> SwapNames {
+    /// The names of a swap with a fresh random suffix.
+    pub fn random() -> SwapNames {
         SwapNames::new(&format!("{:016x}", rand::random::<u64>()))
     }
 }

@@ -477,3 +477,51 @@ async fn a_refused_secret_create_is_a_condition_not_a_silent_retry() {
     assert!(msg.contains("403") && msg.contains("RBAC"), "{msg}");
     assert_eq!(events(&writes), [e("Warning", "KubernetesAPIRefused")]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_pull_closes_its_open_swap_and_starts_nothing() {
+    let w = World::start().await;
+    w.ready_config("sales", "my-workspace").await;
+    w.tooljet.create_app("Sales", None).unwrap();
+    w.add_appsync(
+        "sales-push",
+        json!({"gitSyncConfigRef": {"name": "sales"}, "app": "Sales", "direction": "Push"}),
+    );
+    w.reconcile_appsync("sales-push").await;
+    w.ready_config("staging", "staging").await;
+    w.add_appsync(
+        "sales-pull",
+        json!({"gitSyncConfigRef": {"name": "staging"}, "app": "Sales", "direction": "Pull", "suspend": true}),
+    );
+    // A pass killed while importing left this journal behind.
+    let mut obj = w.api.get(&aps_path("sales-pull")).unwrap();
+    obj["status"] = json!({"swap": {
+        "step": "Importing", "commit": {"sha": "abc", "message": "m", "author": "a"},
+        "name": "Sales", "tempName": "__gitsync_tmp_1", "parkedName": "__gitsync_old_1",
+        "parkedSlug": "gitsync-old-1", "gitAppId": "g", "versionName": "v1", "versionId": "v",
+        "startedAt": "2026-01-01T00:00:00Z"}});
+    w.api.put(&aps_path("sales-pull"), obj);
+    let writes = w.reconcile_appsync("sales-pull").await;
+    let last = writes
+        .iter()
+        .rev()
+        .find(|x| {
+            x.path.ends_with("/status") && x.content_type.starts_with("application/apply-patch")
+        })
+        .unwrap();
+    assert_eq!(conditions(last), [c("Ready", "False", "Suspended")]);
+    assert!(
+        last.body["status"].get("swap").is_none(),
+        "the journal is closed"
+    );
+    let staging = w
+        .tooljet
+        .workspaces()
+        .into_iter()
+        .find(|ws| ws.slug == "staging")
+        .unwrap();
+    assert!(
+        w.tooljet.apps_in(&staging.id).is_empty(),
+        "nothing imported while suspended"
+    );
+}

@@ -4,24 +4,16 @@
 //! next one, whatever the last recorded step.
 
 use crate::api::{SwapJournal, SwapStep};
-use crate::tooljet::AppSummary;
+use crate::tooljet::{AppSummary, SwapNames};
 
 /// Prefix of every temporary or parked app name, so leftovers are recognisable.
 pub const PREFIX: &str = "__gitsync_";
 
-/// Temporary and parked names of one swap, from a random suffix. All fit ToolJet's
-/// 50-character name limit.
-pub fn names(suffix: &str) -> (String, String, String) {
-    (
-        format!("{PREFIX}tmp_{suffix}"),
-        format!("{PREFIX}old_{suffix}"),
-        format!("gitsync-old-{suffix}"),
-    )
-}
-
-/// A fresh random suffix.
-pub fn suffix() -> String {
-    format!("{:016x}", rand::random::<u64>())
+/// Temporary name, parked name and parked slug of a swap with a fresh random suffix: the
+/// ToolJet client's [`SwapNames`], so every swap leaves recognisably the same leftovers.
+pub fn random_names() -> (String, String, String) {
+    let n = SwapNames::random();
+    (n.temp_name, n.parked_name, n.parked_slug)
 }
 
 /// What to do next for an open journal.
@@ -131,6 +123,11 @@ mod tests {
     use super::*;
     use crate::api::CommitInfo;
 
+    fn names(suffix: &str) -> (String, String, String) {
+        let n = SwapNames::new(suffix);
+        (n.temp_name, n.parked_name, n.parked_slug)
+    }
+
     fn app(id: &str, name: &str, slug: &str) -> AppSummary {
         AppSummary {
             id: id.into(),
@@ -161,12 +158,12 @@ mod tests {
 
     #[test]
     fn names_fit_tooljet_and_are_recognisable() {
-        let (t, p, s) = names(&suffix());
+        let (t, p, s) = random_names();
         assert!(t.len() <= 50 && p.len() <= 50 && t.starts_with(PREFIX) && p.starts_with(PREFIX));
         assert!(s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
-        assert_ne!(suffix(), suffix());
+        assert_ne!(random_names(), random_names());
     }
 
     /// Runs the journal to its end against a simulated workspace, as the driver does, and

@@ -23,7 +23,7 @@ use kube::{Api, ResourceExt};
 use super::gitsyncconfig::DEFAULT_INTERVAL;
 use super::report;
 use super::{config_ref, key_of, Context, Error, Failure};
-use crate::api::{self, AppSync, AppSyncStatus, Direction};
+use crate::api::{self, AppSync, AppSyncStatus, Direction, Reason};
 
 /// Entry point for the controller.
 pub async fn reconcile(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -72,6 +72,25 @@ async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> 
             }
             Err(f) => Err(f),
         };
+        match done {
+            // The config is gone: nothing can reach the workspace any more. The journal names
+            // what may be left; the AppSync is not kept forever for it.
+            Err(Failure::Problem(p))
+                if matches!(
+                    p.reason,
+                    Reason::GitSyncConfigNotFound | Reason::GitSyncConfigDisabled
+                ) =>
+            {
+                let names = prev
+                    .swap
+                    .as_ref()
+                    .map(|j| format!("{} / {}", j.temp_name, j.parked_name))
+                    .unwrap_or_default();
+                tracing::warn!(appsync = %key_of(&aps), reason = %p.reason, leftovers = %names, "deleted AppSync had an open swap its config can no longer finish; apps of these names may be left in ToolJet");
+                return Ok(finish_cleanup(&aps, &prev, &ctx));
+            }
+            _ => {}
+        }
         if let Err(f) = done {
             tracing::warn!(appsync = %key_of(&aps), error = %f, "deleted AppSync has an open swap; retrying before it goes");
             return Err(match f {
@@ -80,14 +99,18 @@ async fn cleanup(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> 
             });
         }
     }
-    ctx.release_claims(&key_of(&aps));
+    Ok(finish_cleanup(&aps, &prev, &ctx))
+}
+
+fn finish_cleanup(aps: &AppSync, prev: &AppSyncStatus, ctx: &Context) -> Action {
+    ctx.release_claims(&key_of(aps));
     let path = prev
         .git
         .as_ref()
         .and_then(|g| g.path.clone())
         .unwrap_or_else(|| "the app's folder".into());
-    tracing::info!(appsync = %key_of(&aps), %path, "AppSync deleted; git and ToolJet left untouched");
-    Ok(Action::await_change())
+    tracing::info!(appsync = %key_of(aps), %path, "AppSync deleted; git and ToolJet left untouched");
+    Action::await_change()
 }
 
 async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -103,7 +126,11 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     // A suspended AppSync still finishes a swap in progress: the target must not stay half-swapped.
     let (interval, ended) = match aps.spec.suspend && prev.swap.is_none() {
         true => (Duration::ZERO, Ended::Suspended),
-        false => run(&aps, &ctx, &prev, &mut carry).await?,
+        false => match run(&aps, &ctx, &prev, &mut carry).await? {
+            // The open swap was rolled back; suspended, the pass ends there.
+            (iv, Ended::Failed(p)) if p.reason == Reason::Suspended => (iv, Ended::Suspended),
+            other => other,
+        },
     };
     let status = status::next_status(&aps, &prev, &ended, &carry, &report::now_rfc3339());
     let notes = status::notes(&prev, &status, &ended);

@@ -360,7 +360,7 @@ pub fn new_journal(
     old: Option<&AppSummary>,
     now: &str,
 ) -> SwapJournal {
-    let (temp_name, parked_name, parked_slug) = super::journal::names(&super::journal::suffix());
+    let (temp_name, parked_name, parked_slug) = super::journal::random_names();
     SwapJournal {
         step: SwapStep::Importing,
         commit: commit.clone(),

@@ -16,6 +16,9 @@ use crate::api::{
 use crate::layout::{self, AppLookup, Located};
 use crate::tooljet::AppSummary;
 
+/// Message of a suspended AppSync.
+pub const SUSPENDED: &str = "spec.suspend is true: nothing is written to git or ToolJet";
+
 /// The app as git holds it at the revision.
 struct GitApp {
     located: Located,
@@ -44,6 +47,10 @@ pub async fn pull(
         if let Some(app) = swap.drive(carry).await? {
             return Ok(finished(&j, &app, cfg, ctx, None, "finished the interrupted").await);
         }
+    }
+    // Suspended: the open swap (if any) is closed; nothing new is started.
+    if aps.spec.suspend {
+        return Err(Problem::retrying(Reason::Suspended, SUSPENDED).into());
     }
     let revision = spec
         .revision

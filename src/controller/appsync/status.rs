@@ -78,7 +78,7 @@ pub fn conditions(ended: &Ended) -> Vec<Condition> {
             types::READY,
             false,
             Reason::Suspended,
-            "spec.suspend is true: nothing is written to git or ToolJet",
+            super::pull::SUSPENDED,
         )],
         Ended::Done(o) => outcome_conditions(o),
         Ended::Failed(p) => {
