@@ -134,11 +134,13 @@ def norm(rules):
                    tuple(sorted(r.get("resourceNames", []))), tuple(sorted(r["verbs"]))) for r in rules)
 
 MANAGER_RULES = [
-    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["gitsyncconfigs", "appsyncs"],
+    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["gitsyncconfigs", "appsyncsets"],
      "verbs": ["get", "list", "watch", "patch", "update"]},
-    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["gitsyncconfigs/status", "appsyncs/status"],
+    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["appsyncs"],
+     "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["gitsyncconfigs/status", "appsyncs/status", "appsyncsets/status"],
      "verbs": ["get", "patch", "update"]},
-    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["gitsyncconfigs/finalizers", "appsyncs/finalizers"],
+    {"apiGroups": ["gitsync.tooljet.io"], "resources": ["gitsyncconfigs/finalizers", "appsyncs/finalizers", "appsyncsets/finalizers"],
      "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["secrets"],
      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
@@ -218,8 +220,10 @@ def aggregated(docs, scen, present):
         check(write <= verbs(labels["admin"], "gitsyncconfigs"), "admin writes gitsyncconfigs")
         check(write <= verbs(labels["admin"], "appsyncs"), "admin writes appsyncs")
         check(write <= verbs(labels["edit"], "appsyncs"), "edit writes appsyncs")
+        check(write <= verbs(labels["admin"], "appsyncsets"), "admin writes appsyncsets")
+        check(write <= verbs(labels["edit"], "appsyncsets"), "edit writes appsyncsets")
         check(verbs(labels["edit"], "gitsyncconfigs") == {"get", "list", "watch"}, "edit only reads gitsyncconfigs")
-        for res in ("gitsyncconfigs", "appsyncs"):
+        for res in ("gitsyncconfigs", "appsyncs", "appsyncsets"):
             check(verbs(labels["view"], res) == {"get", "list", "watch"}, f"view only reads {res}")
 
 # default values

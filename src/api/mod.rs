@@ -4,16 +4,18 @@
 //! generated CRDs in `crds/` are checked against these types by a test.
 
 mod appsync;
+mod appsyncset;
 mod conditions;
 mod gitsyncconfig;
 mod reason;
 
 pub use appsync::*;
+pub use appsyncset::*;
 pub use conditions::*;
 pub use gitsyncconfig::*;
 pub use reason::Reason;
 
-/// API group of both kinds.
+/// API group of every kind.
 pub const GROUP: &str = "gitsync.tooljet.io";
 
 /// Label put on every object the operator creates, so they can be found and told apart from
@@ -34,14 +36,22 @@ pub const ADOPT_ANNOTATION: &str = "gitsync.tooljet.io/adopt";
 pub const KEY_TYPE_ANNOTATION: &str = "gitsync.tooljet.io/key-type";
 /// Annotation on a generated key Secret recording the rotate-key value it was made for.
 pub const ROTATED_FOR_ANNOTATION: &str = "gitsync.tooljet.io/rotated-for";
-/// Finalizer of both kinds.
+/// Finalizer of every kind.
 pub const FINALIZER: &str = "gitsync.tooljet.io/finalizer";
 
-/// Returns both CRDs as one multi-document YAML stream, the output of `tooljet-gitsync-operator crd`.
+/// Label on every AppSync an AppSyncSet generated: the set's name.
+pub const APP_SYNC_SET_LABEL: &str = "gitsync.tooljet.io/app-sync-set";
+/// Label on a generated AppSync: a short hash of the app's identity (ToolJet app id for Push,
+/// git app id for Pull), so the set finds an app's AppSync whatever the app is called now.
+pub const APP_IDENTITY_LABEL: &str = "gitsync.tooljet.io/app-identity";
+/// Annotation on a generated AppSync: the app's name when the set last listed it.
+pub const APP_NAME_ANNOTATION: &str = "gitsync.tooljet.io/app-name";
+
+/// Returns the CRDs as one multi-document YAML stream, the output of `tooljet-gitsync-operator crd`.
 pub fn crds_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let mut out = Vec::new();
-    for crd in [GitSyncConfig::crd(), AppSync::crd()] {
+    for crd in [GitSyncConfig::crd(), AppSync::crd(), AppSyncSet::crd()] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         out.push((name, serde_yaml::to_string(&crd)?));
     }

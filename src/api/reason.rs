@@ -57,6 +57,10 @@ reasons! {
     UpToDate,
     /// Pull, Manual policy: a newer commit touches the app.
     UpdateAvailable,
+    /// AppSyncSet: some generated AppSyncs have not finished their first pass yet.
+    AppsPending,
+    /// AppSyncSet: some selected apps' AppSyncs are not Ready (see `status.apps.failingApps`).
+    AppsNotReady,
     // --- switched off
     /// GitSyncConfig `spec.enabled` is false.
     Disabled,
@@ -77,6 +81,8 @@ reasons! {
     KeyTypeUnsupported,
     /// The AppSync references a GitSyncConfig in another namespace without the operator's flag.
     CrossNamespaceRefDenied,
+    /// AppSyncSet `spec.apps.include`/`exclude` holds a pattern that is no glob.
+    InvalidAppSelector,
     // --- deploy key and repository
     /// The deploy key Secret lacks `identity` or it is not an unencrypted OpenSSH private key.
     SecretInvalid,
@@ -179,6 +185,13 @@ reasons! {
     /// The operator failed internally (a bug or the machine); retried.
     InternalError,
     // --- Events only
+    /// AppSyncSet: AppSyncs were generated for new apps.
+    AppAdded,
+    /// AppSyncSet: the AppSyncs of apps no longer found or selected were deleted (nothing in
+    /// git or ToolJet).
+    AppRemoved,
+    /// AppSyncSet: an AppSync the set did not generate already handles an app; it wins.
+    AppSyncOverlap,
     /// Event: a deploy key was generated.
     KeyGenerated,
     /// Event: a generated deploy key was replaced by a new one.

@@ -49,14 +49,23 @@ impl ResolvedConfig {
 
 /// Resolves `spec.gitSyncConfigRef`'s namespace, refusing other namespaces unless allowed. Pure.
 pub fn config_namespace(aps: &AppSync, allow_cross: bool) -> Result<String, Problem> {
-    let own = aps.namespace().unwrap_or_default();
-    match aps.spec.git_sync_config_ref.namespace.as_deref() {
+    ref_namespace(
+        &aps.namespace().unwrap_or_default(),
+        &aps.spec.git_sync_config_ref,
+        allow_cross,
+    )
+}
+
+/// The namespace a `gitSyncConfigRef` of an object in `own` points to. Pure.
+pub fn ref_namespace(own: &str, r: &api::ConfigRef, allow_cross: bool) -> Result<String, Problem> {
+    let own = own.to_string();
+    match r.namespace.as_deref() {
         None => Ok(own),
         Some(ns) if ns == own => Ok(own),
         Some(ns) if allow_cross => Ok(ns.to_string()),
         Some(ns) => Err(Problem::stalled(
             Reason::CrossNamespaceRefDenied,
-            format!("spec.gitSyncConfigRef points to namespace {ns}, but the operator only allows GitSyncConfigs in the AppSync's own namespace ({own}); move the AppSync, or start the operator with --allow-cross-namespace-refs"),
+            format!("spec.gitSyncConfigRef points to namespace {ns}, but the operator only allows GitSyncConfigs in the object's own namespace ({own}); move it, or start the operator with --allow-cross-namespace-refs"),
         )),
     }
 }
@@ -100,18 +109,33 @@ pub async fn dereference(
     aps: &AppSync,
     ctx: &Context,
 ) -> (Duration, Result<ResolvedConfig, Failure>) {
+    dereference_ref(
+        &aps.namespace().unwrap_or_default(),
+        &aps.spec.git_sync_config_ref,
+        ctx,
+    )
+    .await
+}
+
+/// [`dereference`] for any object in namespace `own` with a `gitSyncConfigRef` (AppSyncSets).
+pub async fn dereference_ref(
+    own: &str,
+    r: &api::ConfigRef,
+    ctx: &Context,
+) -> (Duration, Result<ResolvedConfig, Failure>) {
     let mut interval = gitsyncconfig::DEFAULT_INTERVAL;
-    let result = resolve(aps, ctx, &mut interval).await;
+    let result = resolve(own, r, ctx, &mut interval).await;
     (interval, result)
 }
 
 async fn resolve(
-    aps: &AppSync,
+    own: &str,
+    r: &api::ConfigRef,
     ctx: &Context,
     interval: &mut Duration,
 ) -> Result<ResolvedConfig, Failure> {
-    let ns = config_namespace(aps, ctx.options.allow_cross_namespace_refs)?;
-    let name = &aps.spec.git_sync_config_ref.name;
+    let ns = ref_namespace(own, r, ctx.options.allow_cross_namespace_refs)?;
+    let name = &r.name;
     let Some(gsc) = Api::<GitSyncConfig>::namespaced(ctx.client.clone(), &ns)
         .get_opt(name)
         .await?

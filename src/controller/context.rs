@@ -95,6 +95,9 @@ pub type AppListSlot =
 /// The AppSyncs pushing one app: AppSync key to (version, when last seen).
 pub type PushClaims = std::collections::BTreeMap<String, (String, std::time::Instant)>;
 
+/// What an AppSyncSet listed: the apps, and the commit read (Pull).
+pub type SetListing = (Arc<Vec<super::appsyncset::plan::FoundApp>>, Option<String>);
+
 /// Shared state of the reconcilers.
 pub struct Context {
     /// Kubernetes client.
@@ -120,6 +123,9 @@ pub struct Context {
     /// Which Push AppSync exports which app at which version, per config and branch: two that
     /// disagree on the version would overwrite each other in turn.
     pub push_claims: std::sync::Mutex<std::collections::HashMap<String, PushClaims>>,
+    /// The apps each AppSyncSet listed and when (one listing per set per interval, however
+    /// often its AppSyncs re-run it), with the commit read for a Pull set.
+    pub set_listings: std::sync::Mutex<TimedCache<SetListing>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -154,6 +160,7 @@ impl Context {
             app_lists: Default::default(),
             tooljet_workspaces: Default::default(),
             failures: Default::default(),
+            set_listings: Default::default(),
             push_claims: Default::default(),
         }
     }
@@ -244,6 +251,32 @@ impl Context {
         if let Ok(mut m) = self.app_lists.lock() {
             m.remove(key);
         }
+    }
+
+    /// A set's listing stored under `key` within `max_age`.
+    pub fn cached_set_listing(&self, key: &str, max_age: Duration) -> Option<SetListing> {
+        let m = self.set_listings.lock().ok()?;
+        m.get(key)
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Stores a set's listing; older listings of the same set (`key` up to its first `|`)
+    /// are dropped.
+    pub fn store_set_listing(&self, key: &str, listing: SetListing) {
+        if let Ok(mut m) = self.set_listings.lock() {
+            let set = key.split('|').next().unwrap_or(key);
+            m.retain(|k, _| k.split('|').next() != Some(set));
+            m.insert(key.to_string(), (std::time::Instant::now(), listing));
+        }
+    }
+
+    /// Forgets what is cached for a deleted AppSyncSet (`namespace/name`).
+    pub fn forget_set(&self, set: &str) {
+        if let Ok(mut m) = self.set_listings.lock() {
+            m.retain(|k, _| k.split('|').next() != Some(set));
+        }
+        self.succeeded(&format!("AppSyncSet/{set}"));
     }
 
     /// Forgets what is cached for a deleted GitSyncConfig.

@@ -3,6 +3,7 @@
 //! dereference → observe → plan → apply → report; see `gitsyncconfig/` and `appsync/`.
 
 pub mod appsync;
+pub mod appsyncset;
 pub mod config_ref;
 pub mod connection;
 pub mod context;
@@ -22,7 +23,7 @@ use kube::{Api, Resource, ResourceExt};
 pub use context::{short, truncate, Context, Error, Options, TimedCache, FIELD_MANAGER};
 pub use problem::{Failure, Problem};
 
-use crate::api::{AppSync, GitSyncConfig};
+use crate::api::{AppSync, AppSyncSet, GitSyncConfig};
 
 fn watcher_config(ctx: &Context) -> watcher::Config {
     let mut wc = watcher::Config::default();
@@ -86,10 +87,94 @@ pub async fn run(
         Box::pin(shutdown);
     let shutdown = futures::FutureExt::shared(boxed);
     let config = kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency);
-    futures::join!(
-        gitsyncconfigs(ctx.clone(), config.clone(), shutdown.clone()),
-        appsyncs(ctx, config, shutdown)
-    );
+    // One watch and one store of AppSyncs, shared by the AppSync and AppSyncSet controllers.
+    let (reader, writer) = reflector::store_shared::<AppSync>(SHARED_BUFFER);
+    let subscribed = (writer.subscribe(), writer.subscribe(), writer.subscribe());
+    let (for_appsyncs, for_sets, for_overlaps) = match subscribed {
+        (Some(a), Some(b), Some(c)) => (a, b, c),
+        _ => {
+            tracing::error!("cannot subscribe to the AppSync watch");
+            return;
+        }
+    };
+    let root = watcher(api::<AppSync>(&ctx), watcher_config(&ctx))
+        .default_backoff()
+        .modify(strip_managed_fields)
+        .reflect_shared(writer)
+        .for_each(|_| std::future::ready(()));
+    let sets_installed = crd_installed::<AppSyncSet>(&ctx).await;
+    let sets = async {
+        if sets_installed {
+            let streams = (for_sets, for_overlaps);
+            appsyncsets(ctx.clone(), reader.clone(), streams, shutdown.clone()).await;
+        } else {
+            drop((for_sets, for_overlaps));
+            tracing::warn!("the AppSyncSet CRD is not installed, so AppSyncSets are not reconciled: apply crds/appsyncsets.gitsync.tooljet.io.yaml (helm upgrade does not update CRDs) and restart the operator");
+        }
+    };
+    let controllers = async {
+        futures::join!(
+            gitsyncconfigs(ctx.clone(), config.clone(), shutdown.clone()),
+            appsyncs(
+                ctx.clone(),
+                config,
+                reader.clone(),
+                for_appsyncs,
+                shutdown.clone()
+            ),
+            sets,
+        )
+    };
+    // The root watch ends with the controllers (it never ends by itself).
+    tokio::select! {
+        _ = controllers => {},
+        _ = root => {},
+    }
+}
+
+/// Buffer of the shared AppSync watch: events a slow subscriber may lag behind by.
+const SHARED_BUFFER: usize = 1024;
+
+/// Whether the kind's CRD is served (an upgrade may have brought a new kind whose CRD was not
+/// applied: the other controllers still run).
+async fn crd_installed<K>(ctx: &Context) -> bool
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    match api::<K>(ctx)
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
+        Err(e) => {
+            tracing::warn!(error = %e, kind = %K::kind(&()), "cannot tell whether the CRD is installed; assuming it is");
+            true
+        }
+    }
+}
+
+/// Passes on objects whose user-facing state ([`user_change`]) changed, like
+/// `predicate_filter` for a shared stream of `Arc`s. Remembers one hash per object; the memory
+/// is reset when it grows past twice the objects seen recently (one extra reconcile each).
+fn changed_by_users<K: Resource>(
+    stream: impl futures::Stream<Item = Arc<K>>,
+) -> impl futures::Stream<Item = Arc<K>> {
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    stream.filter(move |obj| {
+        let m = obj.meta();
+        let key = m.uid.clone().unwrap_or_default();
+        let h = user_change(obj.as_ref()).unwrap_or_default();
+        let changed = seen.get(&key) != Some(&h);
+        if seen.len() > 65_536 {
+            seen.clear();
+        }
+        seen.insert(key, h);
+        std::future::ready(changed)
+    })
 }
 
 type Shutdown =
@@ -142,15 +227,11 @@ async fn gitsyncconfigs(
 async fn appsyncs(
     ctx: Arc<Context>,
     config: kube::runtime::controller::Config,
+    reader: reflector::Store<AppSync>,
+    subscribed: impl futures::Stream<Item = Arc<AppSync>> + Send + 'static,
     shutdown: Shutdown,
 ) {
-    let (reader, writer) = reflector::store::<AppSync>();
-    let stream = watcher(api::<AppSync>(&ctx), watcher_config(&ctx))
-        .default_backoff()
-        .modify(strip_managed_fields)
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(user_change, Default::default());
+    let stream = changed_by_users(subscribed);
     let store = reader.clone();
     // An AppSync waits for its GitSyncConfig: any change of the config (e.g. turning Ready)
     // re-runs the AppSyncs that reference it.
@@ -167,7 +248,7 @@ async fn appsyncs(
         .default_backoff()
         .touched_objects()
         .predicate_filter(config_state, Default::default());
-    Controller::for_stream(stream, reader)
+    Controller::for_shared_stream(stream, reader)
         .with_config(config)
         .watches_stream(configs, referencing)
         .graceful_shutdown_on(shutdown)
@@ -185,6 +266,100 @@ async fn appsyncs(
             },
             appsync::error_policy,
             ctx.clone(),
+        )
+        .for_each(log_result)
+        .await;
+}
+
+/// What an AppSyncSet cares about in its AppSyncs: their spec and Ready state (counted in its
+/// status), not every status write.
+fn child_state(aps: &AppSync) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    aps.metadata.generation.hash(&mut h);
+    aps.metadata.labels.hash(&mut h);
+    aps.metadata.deletion_timestamp.is_some().hash(&mut h);
+    if let Some(s) = aps.status.as_ref() {
+        s.observed_generation.hash(&mut h);
+        if let Some(ready) = crate::api::find(&s.conditions, crate::api::types::READY) {
+            ready.status.hash(&mut h);
+            ready.reason.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// AppSyncSets, on user changes, when an AppSync they generated changes its spec or Ready
+/// state (debounced: AppSyncs turning Ready one by one re-run the set once), and every
+/// interval.
+async fn appsyncsets(
+    ctx: Arc<Context>,
+    app_syncs: reflector::Store<AppSync>,
+    (children, others): (
+        impl futures::Stream<Item = Arc<AppSync>> + Send + 'static,
+        impl futures::Stream<Item = Arc<AppSync>> + Send + 'static,
+    ),
+    shutdown: Shutdown,
+) {
+    let (reader, writer) = reflector::store::<AppSyncSet>();
+    let stream = watcher(api::<AppSyncSet>(&ctx), watcher_config(&ctx))
+        .default_backoff()
+        .modify(strip_managed_fields)
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(user_change, Default::default());
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    let children = children.filter(move |a| {
+        let key = a.metadata.uid.clone().unwrap_or_default();
+        let h = child_state(a);
+        let changed = seen.get(&key) != Some(&h);
+        if seen.len() > 65_536 {
+            seen.clear();
+        }
+        seen.insert(key, h);
+        std::future::ready(changed)
+    });
+    // Overlaps: a new or changed AppSync the set did not generate re-runs the sets of its
+    // namespace, so a hand-written one takes over its app at once.
+    let sets = reader.clone();
+    let same_namespace = move |a: Arc<AppSync>| {
+        let ns = a.namespace();
+        sets.state()
+            .into_iter()
+            .filter(|s| s.namespace() == ns && !appsyncset::plan::is_child(&a, s))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let others = changed_by_users(others.filter(|a| {
+        std::future::ready(!a.owner_references().iter().any(|o| o.kind == "AppSyncSet"))
+    }));
+    let config = kube::runtime::controller::Config::default()
+        .concurrency(ctx.options.concurrency)
+        .debounce(std::time::Duration::from_secs(1));
+    let sc = Arc::new(appsyncset::SetContext {
+        ctx: ctx.clone(),
+        app_syncs,
+    });
+    Controller::for_stream(stream, reader)
+        .with_config(config)
+        .owns_shared_stream(children)
+        .watches_shared_stream(others, same_namespace)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, sc: Arc<appsyncset::SetContext>| async move {
+                let start = std::time::Instant::now();
+                let key = format!("AppSyncSet/{}", key_of(obj.as_ref()));
+                let res = appsyncset::reconcile(obj, sc.clone()).await;
+                if res.is_ok() {
+                    sc.ctx.succeeded(&key);
+                }
+                let err = res.as_ref().err().map(Error::metric_label);
+                sc.ctx
+                    .metrics
+                    .reconciled("AppSyncSet", start.elapsed(), err);
+                res
+            },
+            appsyncset::error_policy,
+            sc,
         )
         .for_each(log_result)
         .await;

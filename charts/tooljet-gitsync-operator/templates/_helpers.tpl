@@ -59,13 +59,17 @@ Rules of the operator's namespaced permissions: exactly what the reconcilers use
 */}}
 {{- define "tooljet-gitsync-operator.managerRules" -}}
 - apiGroups: ["gitsync.tooljet.io"]
-  resources: ["gitsyncconfigs", "appsyncs"]
+  resources: ["gitsyncconfigs", "appsyncsets"]
   verbs: ["get", "list", "watch", "patch", "update"]
+# AppSyncSets generate (create, revert, delete) AppSyncs.
 - apiGroups: ["gitsync.tooljet.io"]
-  resources: ["gitsyncconfigs/status", "appsyncs/status"]
+  resources: ["appsyncs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["gitsync.tooljet.io"]
+  resources: ["gitsyncconfigs/status", "appsyncs/status", "appsyncsets/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: ["gitsync.tooljet.io"]
-  resources: ["gitsyncconfigs/finalizers", "appsyncs/finalizers"]
+  resources: ["gitsyncconfigs/finalizers", "appsyncs/finalizers", "appsyncsets/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["secrets"]

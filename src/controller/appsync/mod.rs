@@ -12,6 +12,7 @@ mod validate;
 
 pub use plan::{PullDecision, PushDecision};
 pub use status::{Ended, Outcome};
+pub use validate::check_revision;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -36,7 +36,7 @@ impl Client {
 
     /// Apps without the per-app version calls of session mode; every page within one
     /// deadline.
-    pub(crate) async fn list_app_rows(&self, ws: &Workspace) -> Result<Vec<AppSummary>, Error> {
+    pub async fn list_app_rows(&self, ws: &Workspace) -> Result<Vec<AppSummary>, Error> {
         self.within(|| "listing the apps".into(), self.app_rows(ws))
             .await
     }
