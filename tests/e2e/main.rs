@@ -12,6 +12,7 @@ mod push;
 mod race;
 mod rbac;
 mod runtime;
+mod sets;
 mod support;
 
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
     trials.extend(crash::trials());
     trials.extend(hostile::trials());
     trials.extend(race::trials());
+    trials.extend(sets::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tooljet_gitsync_operator::api::{self, AppSync, Condition, GitSyncConfig};
+use tooljet_gitsync_operator::api::{self, AppSync, AppSyncSet, Condition, GitSyncConfig};
 use tooljet_gitsync_operator::controller::{self, Context, Options};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::kube_env::{install_crds, KubeEnv};
@@ -46,7 +46,7 @@ impl Env {
         let client = rt.block_on(kube.client())?;
         rt.block_on(install_crds(
             &client,
-            vec![GitSyncConfig::crd(), AppSync::crd()],
+            vec![GitSyncConfig::crd(), AppSync::crd(), AppSyncSet::crd()],
         ))?;
         let data_dir = tempfile::Builder::new()
             .prefix("operator-data-")
