@@ -197,7 +197,8 @@ EOF
   "$OPERATOR" crd >"$PG/crds.yaml"
   k apply -f "$PG/crds.yaml"
   k wait --for condition=established --timeout=60s \
-    crd/gitsyncconfigs.gitsync.tooljet.io crd/appsyncs.gitsync.tooljet.io >/dev/null
+    crd/gitsyncconfigs.gitsync.tooljet.io crd/appsyncs.gitsync.tooljet.io \
+    crd/appsyncsets.gitsync.tooljet.io >/dev/null
 
   say "Starting sshd with git-shell on 127.0.0.1:$SSH_PORT, bare repository $REPO"
   ensure_git_user
@@ -296,6 +297,21 @@ spec:
     author:
       name: Jane Doe
       email: jane@example.com
+---
+# examples/workspace/backup.yaml: every app of the workspace backed up, one generated AppSync
+# per app ("$APP" is already handled by the AppSync above: the set reports the overlap).
+apiVersion: gitsync.tooljet.io/v1alpha1
+kind: AppSyncSet
+metadata:
+  name: sales-backup
+  namespace: $NS
+spec:
+  gitSyncConfigRef:
+    name: sales
+  direction: Push
+  template:
+    push:
+      commitMessage: Backup
 EOF
   k apply -f "$PG/quickstart.yaml"
 
@@ -314,6 +330,12 @@ EOF
     k describe aps sales-dashboard >&2 || true
     log_tail operator
     die "AppSync sales-dashboard did not become Ready"
+  fi
+  say "Waiting for AppSyncSet sales-backup to back up the whole workspace"
+  if ! k wait apss/sales-backup --for=condition=Ready --timeout=120s >/dev/null; then
+    k describe apss sales-backup >&2 || true
+    log_tail operator
+    die "AppSyncSet sales-backup did not become Ready"
   fi
   local app_id
   app_id=$(k get aps sales-dashboard -o jsonpath='{.status.git.gitAppId}')
@@ -352,12 +374,28 @@ spec:
     revision: master
     updatePolicy: Auto
 EOF
+  cat >"$PG/workspace-into-staging.yaml" <<EOF
+# examples/workspace/migrate.yaml: every app of the repository imported into "staging", one
+# generated AppSync per app. Needs the "staging" GitSyncConfig of pull-into-staging.yaml.
+apiVersion: gitsync.tooljet.io/v1alpha1
+kind: AppSyncSet
+metadata:
+  name: staging-release
+  namespace: $NS
+spec:
+  gitSyncConfigRef:
+    name: staging
+  direction: Pull
+  template:
+    pull:
+      revision: master
+EOF
 
   echo
   say "Playground is up ($((SECONDS - t0)) s)"
   echo
-  echo "kubectl get gitsyncconfigs,appsyncs -o wide   (namespace $NS)"
-  k get gsc,aps -o wide | sed 's/^/  /'
+  echo "kubectl get gitsyncconfigs,appsyncs,appsyncsets -o wide   (namespace $NS)"
+  k get gsc,aps,apss -o wide | sed 's/^/  /'
   echo
   echo "The commit in the repository ($REPO):"
   git -c safe.directory='*' --git-dir="$REPO" log --stat -1 master | sed 's/^/  /'
@@ -365,7 +403,8 @@ EOF
 
 How to continue:
   export KUBECONFIG=$PG/kubeconfig     # context namespace: $NS
-  kubectl get tooljet                                # both kinds
+  kubectl get tooljet                                # every kind
+  kubectl get apss sales-backup -o jsonpath='{.status.apps}'   # the whole workspace: counts, overlaps
   kubectl describe gsc sales                         # conditions and Events
   kubectl get aps sales-dashboard -o yaml            # status.lastCommit, status.git.path
 
@@ -386,6 +425,10 @@ How to continue:
   kubectl apply -f $PG/pull-into-staging.yaml && hack/playground.sh keys
   kubectl wait aps/sales-dashboard-staging --for=condition=Ready --timeout=2m
   kubectl get aps sales-dashboard-staging -o jsonpath='{.status.app}'   # the imported app in "staging"
+
+  # Move the whole workspace into "staging" (a Pull AppSyncSet; after pull-into-staging.yaml)
+  kubectl apply -f $PG/workspace-into-staging.yaml
+  kubectl get apss staging-release -w
 
   curl -s http://127.0.0.1:$HTTP_PORT/metrics | grep tooljet_gitsync_   # metrics
   tail -f $PG/logs/operator.log                                   # logs of every part: $PG/logs/

@@ -83,6 +83,8 @@ reasons! {
     CrossNamespaceRefDenied,
     /// AppSyncSet `spec.apps.include`/`exclude` holds a pattern that is no glob.
     InvalidAppSelector,
+    /// AppSyncSet: more apps selected than one set generates AppSyncs for.
+    TooManyApps,
     // --- deploy key and repository
     /// The deploy key Secret lacks `identity` or it is not an unencrypted OpenSSH private key.
     SecretInvalid,

@@ -126,6 +126,8 @@ pub struct Context {
     /// The apps each AppSyncSet listed and when (one listing per set per interval, however
     /// often its AppSyncs re-run it), with the commit read for a Pull set.
     pub set_listings: std::sync::Mutex<TimedCache<SetListing>>,
+    /// Pushes handed to repository workers, answered by a later pass.
+    pub handoff: super::handoff::Handoff,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -161,6 +163,7 @@ impl Context {
             tooljet_workspaces: Default::default(),
             failures: Default::default(),
             set_listings: Default::default(),
+            handoff: Default::default(),
             push_claims: Default::default(),
         }
     }
@@ -190,8 +193,9 @@ impl Context {
             .collect()
     }
 
-    /// Forgets the claims of a deleted AppSync.
+    /// Forgets the claims and the handed-over push of a deleted AppSync.
     pub fn release_claims(&self, aps: &str) {
+        self.handoff.forget(aps);
         if let Ok(mut m) = self.push_claims.lock() {
             for claims in m.values_mut() {
                 claims.remove(aps);

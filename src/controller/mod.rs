@@ -8,6 +8,7 @@ pub mod config_ref;
 pub mod connection;
 pub mod context;
 pub mod gitsyncconfig;
+pub mod handoff;
 pub mod problem;
 pub mod report;
 
@@ -248,9 +249,16 @@ async fn appsyncs(
         .default_backoff()
         .touched_objects()
         .predicate_filter(config_state, Default::default());
+    // A push handed to a repository worker re-runs its AppSync when answered.
+    let answered = futures::stream::unfold(ctx.handoff.answered(), |rx| async move {
+        let mut rx = rx?;
+        let next = rx.recv().await?;
+        Some((next, Some(rx)))
+    });
     Controller::for_shared_stream(stream, reader)
         .with_config(config)
         .watches_stream(configs, referencing)
+        .reconcile_on(answered)
         .graceful_shutdown_on(shutdown)
         .run(
             |obj, ctx: Arc<Context>| async move {

@@ -114,7 +114,14 @@ fn folders(git: &GitServer) -> Result<BTreeSet<String>> {
     Ok(git
         .git(
             "apps",
-            &["-c", "core.quotePath=false", "ls-tree", "-r", "--name-only", "main"],
+            &[
+                "-c",
+                "core.quotePath=false",
+                "ls-tree",
+                "-r",
+                "--name-only",
+                "main",
+            ],
         )
         .unwrap_or_default()
         .lines()

@@ -32,6 +32,10 @@ struct World {
     ctx: Arc<Context>,
     git: GitServer,
     tooljet: Emulator,
+    /// AppSyncs whose handed-over push the worker answered (what re-runs them in the operator).
+    answers: tokio::sync::Mutex<
+        tokio::sync::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<AppSync>>,
+    >,
     _data: tempfile::TempDir,
 }
 
@@ -53,9 +57,11 @@ impl World {
             ..Options::default()
         };
         let ctx = Arc::new(Context::new(api.client(), options));
+        let answers = tokio::sync::Mutex::new(ctx.handoff.answered().expect("answer channel"));
         World {
             api,
             ctx,
+            answers,
             git,
             tooljet,
             _data: data,
@@ -97,6 +103,24 @@ impl World {
             .await
             .expect("reconcile");
         self.api.take_writes()
+    }
+
+    /// A Push pass that commits: the first pass hands the export to the repository worker and
+    /// writes nothing; the pass its answer starts writes the status. Returns that pass's writes.
+    async fn push_appsync(&self, name: &str) -> Vec<Write> {
+        let mut woken = self.answers.lock().await;
+        let handed = self.reconcile_appsync(name).await;
+        assert_eq!(
+            sequence(&handed),
+            Vec::<String>::new(),
+            "handed over: no write yet"
+        );
+        let answered = tokio::time::timeout(Duration::from_secs(60), woken.recv())
+            .await
+            .expect("the worker answers")
+            .expect("answer channel open");
+        assert_eq!(answered.name, name);
+        self.reconcile_appsync(name).await
     }
 
     /// A GitSyncConfig brought to Ready (key generated and authorized), its writes dropped.
@@ -262,7 +286,7 @@ async fn push_commits_then_is_up_to_date() {
         json!({"gitSyncConfigRef": {"name": "sales"}, "app": "Sales", "direction": "Push"}),
     );
 
-    let writes = w.reconcile_appsync("sales-push").await;
+    let writes = w.push_appsync("sales-push").await;
     assert_eq!(sequence(&writes), ["PATCH appsyncs/status", "POST events"]);
     assert_eq!(
         conditions(&writes[0]),
@@ -318,7 +342,7 @@ async fn pull_imports_and_refuses_a_name_it_does_not_own() {
         "sales-push",
         json!({"gitSyncConfigRef": {"name": "sales"}, "app": "Sales", "direction": "Push"}),
     );
-    w.reconcile_appsync("sales-push").await;
+    w.push_appsync("sales-push").await;
     let head = w
         .git
         .git("apps", &["rev-parse", "main"])
@@ -487,7 +511,7 @@ async fn a_suspended_pull_closes_its_open_swap_and_starts_nothing() {
         "sales-push",
         json!({"gitSyncConfigRef": {"name": "sales"}, "app": "Sales", "direction": "Push"}),
     );
-    w.reconcile_appsync("sales-push").await;
+    w.push_appsync("sales-push").await;
     w.ready_config("staging", "staging").await;
     w.add_appsync(
         "sales-pull",

@@ -129,8 +129,11 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
         true => (Duration::ZERO, Ended::Suspended),
         false => match run(&aps, &ctx, &prev, &mut carry).await? {
             // The open swap was rolled back; suspended, the pass ends there.
-            (iv, Ended::Failed(p)) if p.reason == Reason::Suspended => (iv, Ended::Suspended),
-            other => other,
+            Some((iv, Ended::Failed(p))) if p.reason == Reason::Suspended => (iv, Ended::Suspended),
+            Some(other) => other,
+            // A push was handed to the repository worker: its answer re-runs the AppSync,
+            // and that pass writes the status (the fallback only guards a lost answer).
+            None => return Ok(Action::requeue(ctx.options.retry_max)),
         },
     };
     let status = status::next_status(&aps, &prev, &ended, &carry, &report::now_rfc3339());
@@ -155,30 +158,34 @@ async fn apply(aps: Arc<AppSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     )))
 }
 
-/// One pass, and the interval of the config it used.
+/// One pass, and the interval of the config it used; `None` when a push was handed over.
 async fn run(
     aps: &AppSync,
     ctx: &Context,
     prev: &AppSyncStatus,
     carry: &mut swap::Carry,
-) -> Result<(Duration, Ended), Error> {
+) -> Result<Option<(Duration, Ended)>, Error> {
     let checked =
         validate::validate(aps).and_then(|_| plan::check_direction(prev, aps.spec.direction));
     if let Err(p) = checked {
-        return Ok((DEFAULT_INTERVAL, Ended::Failed(p)));
+        return Ok(Some((DEFAULT_INTERVAL, Ended::Failed(p))));
     }
     let (interval, resolved) = config_ref::dereference(aps, ctx).await;
     let result = match resolved {
         Ok(cfg) => match aps.spec.direction {
             // Boxed: each direction's future is large; the reconcile task stays small.
-            Direction::Push => Box::pin(push::push(aps, ctx, &cfg, prev)).await,
+            Direction::Push => match Box::pin(push::push(aps, ctx, &cfg, prev)).await {
+                Ok(push::Pushed::HandedOver) => return Ok(None),
+                Ok(push::Pushed::Done(o)) => Ok(*o),
+                Err(f) => Err(f),
+            },
             Direction::Pull => Box::pin(pull::pull(aps, ctx, &cfg, prev, carry)).await,
         },
         Err(f) => Err(f),
     };
     match result {
-        Ok(o) => Ok((interval, Ended::Done(Box::new(o)))),
-        Err(Failure::Problem(p)) => Ok((interval, Ended::Failed(p))),
+        Ok(o) => Ok(Some((interval, Ended::Done(Box::new(o))))),
+        Err(Failure::Problem(p)) => Ok(Some((interval, Ended::Failed(p)))),
         Err(Failure::Infra(e)) => Err(e),
     }
 }

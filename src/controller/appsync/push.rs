@@ -1,26 +1,58 @@
 //! Push: observe (the app in the shared listing, a fresh export, the branch head) and apply
-//! (hand the export to the repository worker, which commits in ToolJet's layout). The
-//! decisions are in `plan`.
+//! (hand the export to the repository worker, which commits in ToolJet's layout; the answer is
+//! reported by the next pass, see `handoff`). The decisions are in `plan`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kube::runtime::reflector::ObjectRef;
+
 use super::super::config_ref::ResolvedConfig;
+use super::super::handoff::{Handed, Taken};
 use super::super::{Context, Failure, Problem};
 use super::plan::{self, HeadView, PushDecision, PushFacts};
 use super::status::Outcome;
 use crate::api::{AppSync, AppSyncStatus, GitStatus, Reason};
-use crate::git::worker::{PushJob, PushResult};
+use crate::git::worker::{PushJob, PushResult, WorkerError};
 use crate::layout;
 use crate::tooljet::{AppSummary, Error as ToolJetError};
 
-/// One Push pass.
+/// How a Push pass ended.
+pub enum Pushed {
+    /// The outcome to report.
+    Done(Box<Outcome>),
+    /// The export is in the repository worker's hands; its answer re-runs the AppSync.
+    HandedOver,
+}
+
+/// One Push pass: the answer to a push handed over earlier, or a look at the app.
 pub async fn push(
     aps: &AppSync,
     ctx: &Context,
     cfg: &ResolvedConfig,
     prev: &AppSyncStatus,
-) -> Result<Outcome, Failure> {
+) -> Result<Pushed, Failure> {
+    let me = super::super::key_of(aps);
+    // The worker's own call has a deadline of a few fetches; this only guards a lost task.
+    let max_wait = ctx.options.git_timeout.saturating_mul(20);
+    match ctx.handoff.take(&me, aps.metadata.generation, max_wait) {
+        Taken::Waiting => Ok(Pushed::HandedOver),
+        Taken::Answered(handed, answer) => {
+            let outcome = answered(ctx, cfg, prev, &handed, answer).await?;
+            Ok(Pushed::Done(Box::new(outcome)))
+        }
+        Taken::Nothing => look(aps, ctx, cfg, prev, me).await,
+    }
+}
+
+/// The app's state in ToolJet and git, and the push when they differ.
+async fn look(
+    aps: &AppSync,
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    prev: &AppSyncStatus,
+    me: String,
+) -> Result<Pushed, Failure> {
     let workspace = &cfg.tooljet.workspace;
     let list_key = format!("{}|{}", cfg.key(), workspace.id);
     let previous_id = prev.app.as_ref().and_then(|a| a.id.as_deref());
@@ -44,7 +76,6 @@ pub async fn push(
     };
     let claim = format!("{}|{}|{}", cfg.key(), cfg.branch(), app.id);
     let ttl = cfg.valid.interval.saturating_mul(3);
-    let me = super::super::key_of(aps);
     let others = ctx.claim_push(&claim, &me, &exported.version_name, ttl);
     plan::check_push_conflict(&app.name, &exported.version_name, cfg.branch(), &others)?;
     let digest = plan::synced_digest(&app.id, &app.name, &exported, &export);
@@ -60,39 +91,73 @@ pub async fn push(
         Some(k) => head_view(ctx, cfg, k, &app.id).await,
         None => HeadView::Unknown,
     };
-    let owned = Some(crate::api::Ownership {
-        direction: Some(crate::api::Direction::Push),
-        app_id: Some(app.id.clone()),
-        git_app_id: Some(app.id.clone()),
-    });
     match plan::plan_push(&facts, known, &view) {
-        PushDecision::UpToDate(outcome) => Ok(Outcome { owned, ..*outcome }),
+        PushDecision::UpToDate(outcome) => Ok(Pushed::Done(Box::new(Outcome {
+            owned: owned(&app.id),
+            ..*outcome
+        }))),
         PushDecision::Commit => {
+            let handed = Handed {
+                generation: aps.metadata.generation,
+                app: app.clone(),
+                exported: exported.clone(),
+                digest: digest.clone(),
+                started: Instant::now(),
+            };
             let job = push_job(aps, cfg, &app, &exported, export);
-            let start = Instant::now();
-            let result = ctx.workers.get(cfg.url()).push(job).await;
-            ctx.metrics.git_op("push", start.elapsed(), result.is_ok());
-            let result = result?;
-            let recovered = match &result {
-                PushResult::NoChange {
-                    app_path,
-                    head: Some(h),
-                } => last_commit_in_git(ctx, cfg, h, app_path, &app.id, prev).await,
-                _ => None,
-            };
-            let mut outcome = Outcome {
-                owned,
-                ..plan::push_outcome(&facts, result)?
-            };
-            if outcome.committed.is_some() {
-                ctx.metrics.pushed(1);
-            }
-            if recovered.is_some() {
-                outcome.committed = recovered;
-            }
-            Ok(outcome)
+            let worker = ctx.workers.get(cfg.url());
+            let obj = ObjectRef::from_obj(aps);
+            ctx.handoff
+                .hand_over(me, obj, handed, async move { worker.push(job).await });
+            Ok(Pushed::HandedOver)
         }
     }
+}
+
+fn owned(app_id: &str) -> Option<crate::api::Ownership> {
+    Some(crate::api::Ownership {
+        direction: Some(crate::api::Direction::Push),
+        app_id: Some(app_id.to_string()),
+        git_app_id: Some(app_id.to_string()),
+    })
+}
+
+/// The outcome of a push the worker answered.
+async fn answered(
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    prev: &AppSyncStatus,
+    handed: &Handed,
+    answer: Result<PushResult, WorkerError>,
+) -> Result<Outcome, Failure> {
+    ctx.metrics
+        .git_op("push", handed.started.elapsed(), answer.is_ok());
+    let result = answer?;
+    let app = &handed.app;
+    let facts = PushFacts {
+        app,
+        exported: &handed.exported,
+        branch: cfg.branch(),
+        digest: &handed.digest,
+    };
+    let recovered = match &result {
+        PushResult::NoChange {
+            app_path,
+            head: Some(h),
+        } => last_commit_in_git(ctx, cfg, h, app_path, &app.id, prev).await,
+        _ => None,
+    };
+    let mut outcome = Outcome {
+        owned: owned(&app.id),
+        ..plan::push_outcome(&facts, result)?
+    };
+    if outcome.committed.is_some() {
+        ctx.metrics.pushed(1);
+    }
+    if recovered.is_some() {
+        outcome.committed = recovered;
+    }
+    Ok(outcome)
 }
 
 /// A fresh export of the app; `None` when ToolJet says the app is gone (the shared listing

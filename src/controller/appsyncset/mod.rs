@@ -74,7 +74,11 @@ fn children(set: &AppSyncSet, sc: &SetContext) -> Vec<Arc<AppSync>> {
 async fn cleanup(set: Arc<AppSyncSet>, sc: &SetContext) -> Result<Action, Error> {
     let ns = set.namespace().unwrap_or_default();
     let api: Api<AppSync> = Api::namespaced(sc.ctx.client.clone(), &ns);
-    let selector = format!("{}={}", api::APP_SYNC_SET_LABEL, set.name_any());
+    let selector = format!(
+        "{}={}",
+        api::APP_SYNC_SET_LABEL,
+        plan::label_value(&set.name_any())
+    );
     let listed = api.list(&ListParams::default().labels(&selector)).await?;
     let names: Vec<String> = listed
         .items
@@ -116,8 +120,14 @@ async fn delete_one(api: &Api<AppSync>, n: &str) -> Result<(), kube::Error> {
 
 async fn apply(set: Arc<AppSyncSet>, sc: &SetContext) -> Result<Action, Error> {
     let ctx = &sc.ctx;
-    let prev = set.status.clone().unwrap_or_default();
     let ns = set.namespace().unwrap_or_default();
+    // The cached object may predate the last status write: compared with a stale status, an
+    // unchanged one would be written again and its Events repeated.
+    let api: Api<AppSyncSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(set) = api.get_opt(&set.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let prev = set.status.clone().unwrap_or_default();
     let (interval, ended, changes) = match run(&set, sc, &ns).await {
         Ok((iv, ended, changes)) => (iv, ended, changes),
         Err((iv, Failure::Problem(p))) => (iv, SetEnded::Failed(p), Changes::default()),
@@ -134,7 +144,7 @@ async fn apply(set: Arc<AppSyncSet>, sc: &SetContext) -> Result<Action, Error> {
     // Written only when it changed: AppSyncs turning Ready one by one re-run the set, and a
     // thousand unchanged passes are a thousand writes saved.
     if next != prev || !notes.is_empty() {
-        report::write(ctx, set.as_ref(), &next, &notes).await?;
+        report::write(ctx, &set, &next, &notes).await?;
     }
     let problem = match &ended {
         SetEnded::Failed(p) => Some(p),
@@ -179,6 +189,16 @@ async fn run(set: &AppSyncSet, sc: &SetContext, ns: &str) -> Ran {
     let cfg = resolved.map_err(|f| (interval, f))?;
     let (found, revision) = listing(set, ctx, &cfg).await.map_err(|f| (interval, f))?;
     let selected = plan::select(found.as_ref().clone(), &sel);
+    if selected.len() > plan::MAX_APPS {
+        return Err((
+            interval,
+            Problem::stalled(
+                Reason::TooManyApps,
+                format!("spec.apps selects {} apps, more than the {} one AppSyncSet generates AppSyncs for; narrow spec.apps.include, or split the apps over several sets (nothing was created or deleted)", selected.len(), plan::MAX_APPS),
+            )
+            .into(),
+        ));
+    }
     let all = sc.app_syncs.state();
     let cfg_ns = cfg.gsc.namespace().unwrap_or_default();
     let others: Vec<&AppSync> = all
@@ -290,7 +310,12 @@ async fn create_one(
             .get(api::APP_IDENTITY_LABEL)
             .cloned()
             .unwrap_or_default();
-        alt.metadata.name = Some(plan::fallback_name(&set.name_any(), &hash));
+        let identity = w
+            .annotations()
+            .get(plan::APP_ID_ANNOTATION)
+            .cloned()
+            .unwrap_or(hash);
+        alt.metadata.name = Some(plan::fallback_name(set, &identity));
         match api.create(&PostParams::default(), &alt).await {
             Ok(_) => Ok(Some(app)),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),

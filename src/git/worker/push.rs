@@ -21,6 +21,11 @@ use crate::git::mirror;
 
 /// At most this many pushes go into one batch (bounds memory and the blast radius of a failure).
 const MAX_BATCH: usize = 500;
+/// A batch waits this long for one more push before it starts, so the pushes of many AppSyncs
+/// handed over one after another (a set's first backup) go out as one push...
+const LINGER: Duration = Duration::from_millis(100);
+/// ...but at most this long in all.
+const MAX_LINGER: Duration = Duration::from_secs(1);
 /// Push attempts per batch before giving up on a remote that keeps moving.
 const MAX_PUSH_ATTEMPTS: u32 = 5;
 
@@ -70,12 +75,30 @@ impl Worker {
         self.pending = keep;
     }
 
+    /// Takes in pushes while they keep arriving ([`LINGER`] apart, [`MAX_LINGER`] in all);
+    /// other requests arriving meanwhile wait in `pending`, in order.
+    async fn linger(&mut self, batch: &mut Vec<QueuedPush>) {
+        let start = Instant::now();
+        while batch.len() < MAX_BATCH {
+            let left = MAX_LINGER.saturating_sub(start.elapsed()).min(LINGER);
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(Request::Push { job, reply })) => batch.push(QueuedPush { job, reply }),
+                Ok(Some(other)) => self.pending.push_back(other),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
     /// Serves `first` and every push queued behind it, one group per (branch, transport).
     pub(super) async fn push_batch(&mut self, first: QueuedPush) {
         let started = Instant::now();
         bump(&self.stats.batches, 1);
         let mut batch = vec![first];
         self.drain_pushes(&mut batch, None);
+        self.linger(&mut batch).await;
         // One group per (branch, transport), in order of first appearance.
         let mut groups: Vec<(String, TransportKey, Vec<QueuedPush>)> = Vec::new();
         for queued in batch {

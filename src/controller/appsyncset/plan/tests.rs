@@ -17,7 +17,16 @@ fn set(direction: Direction) -> AppSyncSet {
     );
     s.metadata.namespace = Some("team".into());
     s.metadata.uid = Some("set-uid".into());
-    s.metadata.labels = Some([("e2e-shard".to_string(), "a".to_string())].into());
+    s.metadata.labels = Some(
+        [
+            ("e2e-shard", "a"),
+            ("app.kubernetes.io/instance", "argo-app"),
+            ("argocd.argoproj.io/instance", "argo-app"),
+            ("kustomize.toolkit.fluxcd.io/name", "apps"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
+    );
     s
 }
 
@@ -75,8 +84,17 @@ fn names_are_dns_labels_readable_and_bounded() {
         );
         assert!(n.ends_with(&h[..8]));
     }
-    let f = fallback_name("sales-backup", &h);
-    assert!(f.len() <= 63 && f.ends_with(&h));
+    let mut s = set(Direction::Push);
+    s.metadata.name = Some("x".repeat(100));
+    let f = fallback_name(&s, "3f9a-uuid");
+    assert!(f.len() <= 63 && f.starts_with(&"x".repeat(30)), "{f}");
+    s.metadata.uid = Some("another-set".into());
+    assert_ne!(
+        f,
+        fallback_name(&s, "3f9a-uuid"),
+        "sets cut to one prefix still differ"
+    );
+    assert!(label_value(&"y".repeat(253)).len() <= 63);
 }
 
 #[test]
@@ -130,6 +148,16 @@ fn new_apps_get_appsyncs_that_follow_the_template() {
     assert!(c.spec.pull.is_none(), "only the direction's settings");
     assert!(is_child(c, &s));
     assert_eq!(c.labels()["e2e-shard"], "a", "the set's labels are carried");
+    for tracking in [
+        "app.kubernetes.io/instance",
+        "argocd.argoproj.io/instance",
+        "kustomize.toolkit.fluxcd.io/name",
+    ] {
+        assert!(
+            !c.labels().contains_key(tracking),
+            "{tracking}: GitOps tools would claim the generated AppSync"
+        );
+    }
     assert_eq!(c.labels()[APP_SYNC_SET_LABEL], "sales-backup");
     assert_eq!(c.annotations()[APP_NAME_ANNOTATION], "Orders");
     assert_eq!(p.covered.len(), 1);
