@@ -383,7 +383,12 @@ async fn pull_set(env: Arc<Env>) -> Result<()> {
     let prod_ns = namespace(c, "set-pull-prod").await?;
     let git = GitServer::start()?;
     let url = git.create_repo("apps")?;
-    let dev = Emulator::start(EmulatorConfig::default()).await?;
+    // Dev logs in with a session this time: the set lists the apps page by page.
+    let dev = Emulator::start(EmulatorConfig {
+        page_size: 2,
+        ..EmulatorConfig::default()
+    })
+    .await?;
     let names = [
         "Orders",
         "Sales Dashboard",
@@ -394,7 +399,7 @@ async fn pull_set(env: Arc<Env>) -> Result<()> {
     for n in names {
         dev.create_app(n, None).map_err(anyhow::Error::msg)?;
     }
-    config_for(&env, &dev_ns, &git, &url, &dev, false).await?;
+    config_for(&env, &dev_ns, &git, &url, &dev, true).await?;
     apply::<AppSyncSet>(c, &dev_ns, &set_manifest("backup", "Push", "")).await?;
     wait_set(&env, &dev_ns, "backup", "all 5 pushed", |s| {
         counts(s) == (5, 5, 0)
@@ -454,6 +459,17 @@ async fn pull_set(env: Arc<Env>) -> Result<()> {
         prod.apps().iter().filter(|a| a.name == "Orders").count() == 1
             && prod.export_of(&theirs.id) == Some(theirs_before),
         "prod's own Orders untouched"
+    );
+    // Nothing changes any more: the AppSyncs keep re-checking, the set's status is not
+    // written again.
+    let sets: Api<AppSyncSet> = Api::namespaced(c.clone(), &prod_ns);
+    let before = sets.get("release").await?.resource_version();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = sets.get("release").await?;
+    ensure!(
+        after.resource_version() == before,
+        "the set was written although nothing changed: {:?}",
+        after.status
     );
     Ok(())
 }
