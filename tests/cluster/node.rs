@@ -163,11 +163,22 @@ fn remove_stale_cgroups() {
             continue;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("tjgs-") {
+            // A tree still holding a process belongs to a run that is alive: left whole.
+            if e.file_name().to_string_lossy().starts_with("tjgs-") && !has_process(&e.path()) {
                 rmdir_tree(&e.path());
             }
         }
     }
+}
+
+fn has_process(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        || std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .any(|e| has_process(&e.path()))
+        })
 }
 
 fn rmdir_tree(dir: &Path) {
