@@ -640,6 +640,51 @@ async fn release_ready(env: Arc<Env>) -> Result<()> {
         .map(|s| s.restart_count)
         .unwrap_or(-1);
     ensure!(restarts == 0, "restarted {restarts} times");
+    // The chart's RBAC, as the apiserver sees the pod's ServiceAccount: what the operator needs,
+    // and not more.
+    let sa = format!("--as=system:serviceaccount:{NS_OP}:{DEPLOY}");
+    let can = |verb: &str, what: &str, ns: &str| -> Result<bool> {
+        let out = std::process::Command::new(node::kubectl_bin())
+            .arg(format!("--kubeconfig={}", env.node.kubeconfig.display()))
+            .args(["auth", "can-i", verb, what, "-n", ns, &sa])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim() == "yes")
+    };
+    for (verb, what, ns, allowed) in [
+        ("watch", "appsyncs.gitsync.tooljet.io", "dev", true),
+        (
+            "patch",
+            "gitsyncconfigs.gitsync.tooljet.io/status",
+            "dev",
+            true,
+        ),
+        ("create", "secrets", "dev", true),
+        (
+            "update",
+            "leases.coordination.k8s.io/tooljet-gitsync-operator",
+            NS_OP,
+            true,
+        ),
+        (
+            "update",
+            "leases.coordination.k8s.io/someone-elses",
+            NS_OP,
+            false,
+        ),
+        ("create", "pods", "dev", false),
+        (
+            "delete",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            "",
+            false,
+        ),
+        ("update", "deployments.apps", NS_OP, false),
+    ] {
+        ensure!(
+            can(verb, what, ns)? == allowed,
+            "ServiceAccount may {verb} {what} in {ns:?}: expected {allowed}"
+        );
+    }
     Ok(())
 }
 
@@ -686,6 +731,18 @@ async fn push_and_pull(env: Arc<Env>) -> Result<()> {
             .and_then(|x| x.id.clone())
             == Some(imported.id.clone())
     );
+    // Nothing in the pod tried to write outside its volumes, or was refused by the filesystem.
+    let logs = env
+        .node
+        .kubectl(&["-n", NS_OP, "logs", "-l", SELECTOR, "--tail=-1"])?;
+    for bad in [
+        "Read-only file system",
+        "Permission denied",
+        "permission denied",
+    ] {
+        ensure!(!logs.contains(bad), "operator log has {bad:?}:\n{logs}");
+    }
+    ensure!(logs.contains("acquired leadership"), "{logs}");
     Ok(())
 }
 
