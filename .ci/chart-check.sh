@@ -186,6 +186,8 @@ def common(docs, scen):
     env = {e["name"]: e for e in c.get("env", [])}
     check(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace",
           f"{scen}: POD_NAMESPACE fieldRef")
+    check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+          f"{scen}: POD_NAME fieldRef (the Lease identity)")
     check("RUST_LOG" in env, f"{scen}: RUST_LOG")
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     check(ports == {"http": 8080}, f"{scen}: ports {ports}")

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::proc::{free_port, spawn_guarded, stop};
+use crate::proc::{free_port_on, spawn_guarded, stop};
 
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub enum Access {
 pub struct GitServer {
     child: Mutex<Option<Child>>,
     dir: tempfile::TempDir,
+    /// Address sshd listens on: 127.0.0.1, or the node IP inside the cluster test's own network
+    /// namespace ([`GitServer::start_on`]).
+    ip: std::net::Ipv4Addr,
     port: u16,
     keys: Mutex<Vec<String>>,
 }
@@ -93,8 +96,14 @@ fn which(bin: &str) -> Option<PathBuf> {
 }
 
 impl GitServer {
-    /// Starts a new server on a free port with a fresh host key.
+    /// Starts a new server on a free loopback port with a fresh host key.
     pub fn start() -> Result<GitServer> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`GitServer::start`] listening on `ip`: only ever an address of a network namespace the
+    /// caller made for itself (the cluster test's node IP, which pods reach).
+    pub fn start_on(ip: std::net::Ipv4Addr) -> Result<GitServer> {
         ensure_git_user()?;
         let dir = tempfile::Builder::new().prefix("gitserver-").tempdir()?;
         Command::new("chmod").arg("755").arg(dir.path()).status()?;
@@ -106,7 +115,8 @@ impl GitServer {
             .status()?;
         let server = GitServer {
             child: Mutex::new(None),
-            port: free_port()?,
+            ip,
+            port: free_port_on(ip)?,
             dir,
             keys: Mutex::new(Vec::new()),
         };
@@ -136,8 +146,9 @@ impl GitServer {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nAllowUsers git\nStrictModes no\nPermitUserEnvironment no\nAllowTcpForwarding no\nX11Forwarding no\nLogLevel VERBOSE\n",
+                "Port {port}\nListenAddress {ip}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nAllowUsers git\nStrictModes no\nPermitUserEnvironment no\nAllowTcpForwarding no\nX11Forwarding no\nLogLevel VERBOSE\n",
                 port = self.port,
+                ip = self.ip,
                 hk = d.join("hostkey").display(),
                 pid = d.join("sshd.pid").display(),
                 ak = d.join("authorized_keys").display(),
@@ -156,7 +167,7 @@ impl GitServer {
         )?;
         *self.child.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(child);
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect((self.ip, self.port)).is_err() {
             if start.elapsed() > Duration::from_secs(10) {
                 bail!(
                     "sshd did not start: {}",
@@ -196,7 +207,7 @@ impl GitServer {
             parts.next().unwrap_or_default(),
             parts.next().unwrap_or_default(),
         );
-        Ok(format!("[127.0.0.1]:{} {t} {k}\n", self.port))
+        Ok(format!("[{}]:{} {t} {k}\n", self.ip, self.port))
     }
 
     /// Creates an empty bare repository (default branch `main`) and returns its ssh:// URL.
@@ -219,7 +230,8 @@ impl GitServer {
     /// ssh:// URL of repository `name`.
     pub fn url(&self, name: &str) -> String {
         format!(
-            "ssh://git@127.0.0.1:{}{}",
+            "ssh://git@{}:{}{}",
+            self.ip,
             self.port,
             self.repo_path(name).display()
         )

@@ -8,7 +8,12 @@ use anyhow::Result;
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    free_port_on(std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// A free TCP port on `ip` (bound, then released).
+pub fn free_port_on(ip: std::net::Ipv4Addr) -> Result<u16> {
+    let l = std::net::TcpListener::bind((ip, 0))?;
     Ok(l.local_addr()?.port())
 }
 

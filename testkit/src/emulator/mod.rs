@@ -29,8 +29,12 @@ use routes::{lock, Shared};
 /// How the emulated ToolJet is set up.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
-    /// Listen address; must be on 127.0.0.1 (port 0 = any free port).
+    /// Listen address; must be on 127.0.0.1 (port 0 = any free port) unless
+    /// `private_namespace_address` is set.
     pub listen: SocketAddr,
+    /// `listen` is an address of a network namespace the test made for itself (the cluster
+    /// test's node IP, so pods reach the emulator), never one of the machine's own.
+    pub private_namespace_address: bool,
     /// `EXTERNAL_API_ACCESS_TOKEN`; `None` = External API enabled without a token (all 403).
     pub token: Option<String>,
     /// Login email of the single user (member and admin of every workspace).
@@ -61,6 +65,7 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            private_namespace_address: false,
             token: Some(format!("tj-ext-{}", new_id())),
             email: Some("admin@example.com".into()),
             password: Some(format!("pw-{}", new_id())),
@@ -91,7 +96,9 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the emulator on `config.listen` (127.0.0.1 only).
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
-        if config.listen.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        if config.listen.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST)
+            && !config.private_namespace_address
+        {
             bail!(
                 "the ToolJet emulator only listens on 127.0.0.1, not {}",
                 config.listen
