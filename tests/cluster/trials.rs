@@ -652,6 +652,17 @@ async fn release_ready(env: Arc<Env>) -> Result<()> {
     };
     for (verb, what, ns, allowed) in [
         ("watch", "appsyncs.gitsync.tooljet.io", "dev", true),
+        // AppSyncSets generate and delete AppSyncs; the operator never creates sets.
+        ("create", "appsyncs.gitsync.tooljet.io", "dev", true),
+        ("delete", "appsyncs.gitsync.tooljet.io", "dev", true),
+        ("watch", "appsyncsets.gitsync.tooljet.io", "dev", true),
+        (
+            "update",
+            "appsyncsets.gitsync.tooljet.io/finalizers",
+            "dev",
+            true,
+        ),
+        ("create", "appsyncsets.gitsync.tooljet.io", "dev", false),
         (
             "patch",
             "gitsyncconfigs.gitsync.tooljet.io/status",
