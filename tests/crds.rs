@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tooljet_gitsync_operator::api::{crds_yaml, AppSync, GitSyncConfig};
+use tooljet_gitsync_operator::api::{crds_yaml, AppSync, AppSyncSet, GitSyncConfig};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -99,12 +99,13 @@ fn every_example_is_valid_against_the_crds() {
                     drop(serde_json::from_value::<GitSyncConfig>(v.clone()).unwrap())
                 }
                 "AppSync" => drop(serde_json::from_value::<AppSync>(v.clone()).unwrap()),
+                "AppSyncSet" => drop(serde_json::from_value::<AppSyncSet>(v.clone()).unwrap()),
                 other => panic!("unknown kind {other}"),
             }
             checked += 1;
         }
     }
-    assert!(checked >= 6, "only {checked} example objects found");
+    assert!(checked >= 8, "only {checked} example objects found");
 }
 
 #[test]
@@ -135,3 +136,26 @@ fn schema_rejects_what_users_get_wrong() {
 }
 
 use serde::Deserialize;
+
+#[test]
+fn appsyncset_schema_bounds_what_a_set_selects() {
+    let schemas = schemas();
+    let (_, apss) = schemas.iter().find(|(k, _)| k == "AppSyncSet").unwrap();
+    let v = jsonschema::validator_for(apss).unwrap();
+    let base = serde_json::json!({
+        "apiVersion": "gitsync.tooljet.io/v1alpha1", "kind": "AppSyncSet",
+        "metadata": {"name": "x"},
+        "spec": {"gitSyncConfigRef": {"name": "sales"}, "direction": "Push", "apps": {"include": ["*"]}}
+    });
+    assert!(v.is_valid(&base));
+    for (path, bad) in [
+        ("/spec/direction", serde_json::json!("Both")),
+        ("/spec/apps", serde_json::json!({"include": [""]})),
+        ("/spec/apps", serde_json::json!({"exclude": vec!["x"; 101]})),
+        ("/spec/gitSyncConfigRef", serde_json::json!({})),
+    ] {
+        let mut doc = base.clone();
+        *doc.pointer_mut(path).unwrap_or_else(|| panic!("{path}")) = bad.clone();
+        assert!(!v.is_valid(&doc), "{path} = {bad} accepted");
+    }
+}

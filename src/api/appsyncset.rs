@@ -117,6 +117,25 @@ pub struct AppSyncSetStatus {
     /// Pull: the commit whose `.meta/meta.json` listed the apps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Pull: ToolJet apps imported by generated AppSyncs since deleted (their app left the
+    /// repository or the selection), at most 100, newest first. If the app comes back, its
+    /// new AppSync owns the app again instead of refusing it as someone else's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<ReleasedApp>,
+}
+
+/// A ToolJet app a deleted generated AppSync had imported.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasedApp {
+    /// The git app id (meta.json key).
+    pub git_app_id: String,
+    /// The ToolJet app id it had imported.
+    pub app_id: String,
+    /// The commit it had imported last: a new AppSync finding git unchanged since then
+    /// leaves the app as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<super::CommitInfo>,
 }
 
 /// Counts of the selected apps, for `kubectl get apss`: "is my backup complete?".

@@ -96,7 +96,7 @@ pub type AppListSlot =
 pub type PushClaims = std::collections::BTreeMap<String, (String, std::time::Instant)>;
 
 /// What an AppSyncSet listed: the apps, and the commit read (Pull).
-pub type SetListing = (Arc<Vec<super::appsyncset::plan::FoundApp>>, Option<String>);
+pub type SetListing = Arc<super::appsyncset::plan::Listing>;
 
 /// Shared state of the reconcilers.
 pub struct Context {
@@ -126,6 +126,11 @@ pub struct Context {
     /// The apps each AppSyncSet listed and when (one listing per set per interval, however
     /// often its AppSyncs re-run it), with the commit read for a Pull set.
     pub set_listings: std::sync::Mutex<TimedCache<SetListing>>,
+    /// Per AppSyncSet, since when each app with a generated AppSync has been missing from
+    /// its listings (its AppSync goes only after a grace).
+    pub set_missing: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::BTreeMap<String, std::time::Instant>>,
+    >,
     /// Pushes handed to repository workers, answered by a later pass.
     pub handoff: super::handoff::Handoff,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -163,6 +168,7 @@ impl Context {
             tooljet_workspaces: Default::default(),
             failures: Default::default(),
             set_listings: Default::default(),
+            set_missing: Default::default(),
             handoff: Default::default(),
             push_claims: Default::default(),
         }
@@ -279,6 +285,9 @@ impl Context {
     pub fn forget_set(&self, set: &str) {
         if let Ok(mut m) = self.set_listings.lock() {
             m.retain(|k, _| k.split('|').next() != Some(set));
+        }
+        if let Ok(mut m) = self.set_missing.lock() {
+            m.remove(set);
         }
         self.succeeded(&format!("AppSyncSet/{set}"));
     }

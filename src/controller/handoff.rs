@@ -31,6 +31,8 @@ pub struct Handed {
     pub exported: ExportedApp,
     /// The export's digest.
     pub digest: String,
+    /// The branch pushed to.
+    pub branch: String,
     /// When it was handed over.
     pub started: Instant,
 }
@@ -38,8 +40,15 @@ pub struct Handed {
 /// A push handed over, and the worker's answer once it came.
 struct Entry {
     handed: Handed,
+    /// Tells this hand-over from a later one under the same key (an AppSync deleted and made
+    /// again under its name): an answer fills only its own entry.
+    token: u64,
     answer: Option<Result<PushResult, WorkerError>>,
 }
+
+/// At most this many pushes are in workers' hands at once (each holds an export in memory);
+/// beyond it a pass waits for its push in its reconcile slot, as before hand-overs.
+pub const MAX_HANDED: usize = 256;
 
 /// What [`Handoff::take`] found for an AppSync.
 pub enum Taken {
@@ -54,6 +63,7 @@ pub enum Taken {
 /// The pushes in the hands of repository workers, per AppSync (`namespace/name`).
 pub struct Handoff {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    tokens: std::sync::atomic::AtomicU64,
     wake: mpsc::UnboundedSender<ObjectRef<AppSync>>,
     woken: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<AppSync>>>>,
 }
@@ -63,6 +73,7 @@ impl Default for Handoff {
         let (wake, woken) = mpsc::unbounded_channel();
         Handoff {
             entries: Arc::default(),
+            tokens: Default::default(),
             wake,
             woken: Mutex::new(Some(woken)),
         }
@@ -70,6 +81,14 @@ impl Default for Handoff {
 }
 
 impl Handoff {
+    /// Whether another push may be handed over ([`MAX_HANDED`]).
+    pub fn has_room(&self) -> bool {
+        self.entries
+            .lock()
+            .map(|m| m.values().filter(|e| e.answer.is_none()).count() < MAX_HANDED)
+            .unwrap_or(false)
+    }
+
     /// The AppSyncs to reconcile because their push was answered (taken once, by the
     /// AppSync controller).
     pub fn answered(&self) -> Option<mpsc::UnboundedReceiver<ObjectRef<AppSync>>> {
@@ -97,6 +116,7 @@ impl Handoff {
             Some(Entry {
                 handed,
                 answer: Some(answer),
+                ..
             }) if handed.generation == generation => Taken::Answered(Box::new(handed), answer),
             _ => Taken::Nothing,
         }
@@ -110,11 +130,15 @@ impl Handoff {
         handed: Handed,
         push: impl Future<Output = Result<PushResult, WorkerError>> + Send + 'static,
     ) {
+        let token = self
+            .tokens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut m) = self.entries.lock() {
             m.insert(
                 key.clone(),
                 Entry {
                     handed,
+                    token,
                     answer: None,
                 },
             );
@@ -123,7 +147,7 @@ impl Handoff {
         tokio::spawn(async move {
             let answer = push.await;
             let kept = match entries.lock() {
-                Ok(mut m) => match m.get_mut(&key) {
+                Ok(mut m) => match m.get_mut(&key).filter(|e| e.token == token) {
                     Some(e) => {
                         e.answer = Some(answer);
                         true
@@ -168,6 +192,7 @@ mod tests {
                 tooljet_version: None,
             },
             digest: "d".into(),
+            branch: "main".into(),
             started: Instant::now(),
         }
     }
@@ -214,13 +239,31 @@ mod tests {
             h.take("ns/x", Some(2), Duration::MAX),
             Taken::Nothing
         ));
-        h.hand_over("ns/x".into(), obj, handed(2), answer());
+        h.hand_over("ns/x".into(), obj.clone(), handed(2), answer());
         h.forget("ns/x");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(matches!(
             h.take("ns/x", Some(2), Duration::MAX),
             Taken::Nothing
         ));
+        // Deleted and made again under its name: the old push's answer is not the new one's.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        h.hand_over("ns/x".into(), obj.clone(), handed(1), async move {
+            let _ = rx.await;
+            Ok(PushResult::NoChange {
+                app_path: "old".into(),
+                head: None,
+            })
+        });
+        h.forget("ns/x");
+        h.hand_over("ns/x".into(), obj, handed(1), std::future::pending());
+        let _ = tx.send(());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(matches!(
+            h.take("ns/x", Some(1), Duration::MAX),
+            Taken::Waiting
+        ));
+        assert!(h.has_room());
         // Unanswered for too long: forgotten, a normal pass runs.
         h.hand_over(
             "ns/y".into(),

@@ -460,9 +460,77 @@ async fn pull_set(env: Arc<Env>) -> Result<()> {
             && prod.export_of(&theirs.id) == Some(theirs_before),
         "prod's own Orders untouched"
     );
+    // An app leaves the selection: after a grace its AppSync goes, the app stays in prod,
+    // and the set remembers it imported it. Back in the selection, the new AppSync owns it
+    // again (no NameConflict with its own import).
+    let sets: Api<AppSyncSet> = Api::namespaced(c.clone(), &prod_ns);
+    let inventory = prod
+        .apps()
+        .into_iter()
+        .find(|a| a.name == "Inventory")
+        .context("Inventory imported")?;
+    let exclude = |on: bool| {
+        let list: Vec<&str> = if on { vec!["Inventory"] } else { vec![] };
+        serde_json::json!({"spec": {"apps": {"exclude": list}}})
+    };
+    sets.patch(
+        "release",
+        &PatchParams::default(),
+        &Patch::Merge(&exclude(true)),
+    )
+    .await?;
+    let s = wait_set(
+        &env,
+        &prod_ns,
+        "release",
+        "Inventory's AppSync gone, app remembered",
+        |s| {
+            counts(s) == (4, 3, 1)
+                && s.status
+                    .as_ref()
+                    .is_some_and(|st| st.released.iter().any(|r| r.app_id == inventory.id))
+        },
+    )
+    .await?;
+    ensure!(
+        prod.app(&inventory.id).is_some(),
+        "nothing deleted in ToolJet: {:?}",
+        s.status
+    );
+    sets.patch(
+        "release",
+        &PatchParams::default(),
+        &Patch::Merge(&exclude(false)),
+    )
+    .await?;
+    wait_set(&env, &prod_ns, "release", "Inventory owned again", |s| {
+        counts(s) == (5, 4, 1) && s.status.as_ref().is_some_and(|st| st.released.is_empty())
+    })
+    .await?;
+    let kids = children(&env, &prod_ns, "release").await?;
+    let again = kids
+        .iter()
+        .find(|k| {
+            k.annotations()
+                .get("gitsync.tooljet.io/app-name")
+                .map(String::as_str)
+                == Some("Inventory")
+        })
+        .context("Inventory's new AppSync")?;
+    ensure!(
+        again
+            .status
+            .as_ref()
+            .and_then(|st| st.owned.as_ref())
+            .and_then(|o| o.app_id.clone())
+            == Some(inventory.id.clone()),
+        "the same app, not replaced: {:?}",
+        again.status
+    );
+    ensure!(prod.app(&inventory.id).is_some());
+
     // Nothing changes any more: the AppSyncs keep re-checking, the set's status is not
     // written again.
-    let sets: Api<AppSyncSet> = Api::namespaced(c.clone(), &prod_ns);
     let before = sets.get("release").await?.resource_version();
     tokio::time::sleep(Duration::from_secs(12)).await;
     let after = sets.get("release").await?;

@@ -102,10 +102,17 @@ async fn look(
                 app: app.clone(),
                 exported: exported.clone(),
                 digest: digest.clone(),
+                branch: cfg.branch().to_string(),
                 started: Instant::now(),
             };
             let job = push_job(aps, cfg, &app, &exported, export);
             let worker = ctx.workers.get(cfg.url());
+            if !ctx.handoff.has_room() {
+                // Enough exports wait in workers' hands: this one waits in its slot.
+                let answer = worker.push(job).await;
+                let outcome = answered(ctx, cfg, prev, &handed, answer).await?;
+                return Ok(Pushed::Done(Box::new(outcome)));
+            }
             let obj = ObjectRef::from_obj(aps);
             ctx.handoff
                 .hand_over(me, obj, handed, async move { worker.push(job).await });
@@ -137,7 +144,7 @@ async fn answered(
     let facts = PushFacts {
         app,
         exported: &handed.exported,
-        branch: cfg.branch(),
+        branch: &handed.branch,
         digest: &handed.digest,
     };
     let recovered = match &result {

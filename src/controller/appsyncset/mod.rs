@@ -18,7 +18,7 @@ use kube::{Api, ResourceExt};
 
 use super::config_ref::{self, ResolvedConfig};
 use super::report;
-use super::{key_of, Context, Error, Failure, Problem};
+use super::{context, key_of, Context, Error, Failure, Problem};
 use crate::api::{self, AppSync, AppSyncSet, Direction, Reason};
 use crate::layout::MetaFile;
 use plan::FoundApp;
@@ -66,6 +66,8 @@ fn children(set: &AppSyncSet, sc: &SetContext) -> Vec<Arc<AppSync>> {
         .state()
         .into_iter()
         .filter(|a| a.namespace() == ns && plan::is_child(a, set))
+        // Going already: not deleted again, and an app back meanwhile waits for it to go.
+        .filter(|a| a.metadata.deletion_timestamp.is_none())
         .collect()
 }
 
@@ -134,13 +136,7 @@ async fn apply(set: Arc<AppSyncSet>, sc: &SetContext) -> Result<Action, Error> {
         Err((_, Failure::Infra(e))) => return Err(e),
     };
     let next = status::next_status(&set, &prev, &ended, &report::now_rfc3339());
-    let notes = status::notes(
-        &prev,
-        &next,
-        &changes.plan,
-        &changes.created,
-        &changes.deleted,
-    );
+    let notes = status::notes(&prev, &next, &changes.created, &changes.deleted);
     // Written only when it changed: AppSyncs turning Ready one by one re-run the set, and a
     // thousand unchanged passes are a thousand writes saved.
     if next != prev || !notes.is_empty() {
@@ -162,7 +158,6 @@ async fn apply(set: Arc<AppSyncSet>, sc: &SetContext) -> Result<Action, Error> {
 /// What a pass changed, for its Events.
 #[derive(Default)]
 struct Changes {
-    plan: plan::SetPlan,
     created: Vec<String>,
     deleted: Vec<String>,
 }
@@ -177,7 +172,7 @@ async fn run(set: &AppSyncSet, sc: &SetContext, ns: &str) -> Ran {
     let kids = children(set, sc);
     let kid_refs: Vec<&AppSync> = kids.iter().map(AsRef::as_ref).collect();
     if set.spec.suspend {
-        let p = plan::plan(set, None, &kid_refs, &[]);
+        let p = plan::plan(set, None, &kid_refs, &[], &Default::default());
         revert_all(&api, &p.revert)
             .await
             .map_err(|e| (default, e))?;
@@ -187,8 +182,8 @@ async fn run(set: &AppSyncSet, sc: &SetContext, ns: &str) -> Ran {
     let (interval, resolved) =
         config_ref::dereference_ref(ns, &set.spec.git_sync_config_ref, ctx).await;
     let cfg = resolved.map_err(|f| (interval, f))?;
-    let (found, revision) = listing(set, ctx, &cfg).await.map_err(|f| (interval, f))?;
-    let selected = plan::select(found.as_ref().clone(), &sel);
+    let listed = listing(set, ctx, &cfg).await.map_err(|f| (interval, f))?;
+    let selected = plan::select(listed.apps.clone(), &sel);
     if selected.len() > plan::MAX_APPS {
         return Err((
             interval,
@@ -207,9 +202,23 @@ async fn run(set: &AppSyncSet, sc: &SetContext, ns: &str) -> Ran {
         .filter(|a| a.namespace().as_deref() == Some(ns) && !plan::is_child(a, set))
         .filter(|a| uses_config(a, &cfg_ns, &cfg.gsc.name_any(), ctx))
         .collect();
-    let p = plan::plan(set, Some(&selected), &kid_refs, &others);
+    let mut keep = match ctx.set_missing.lock() {
+        Ok(mut m) => {
+            let missing = m.entry(key_of(set)).or_default();
+            plan::within_grace(&selected, &kid_refs, missing, Instant::now(), interval)
+        }
+        Err(_) => kid_refs.iter().filter_map(|c| plan::child_key(c)).collect(),
+    };
+    keep.extend(listed.unreadable.iter().map(|id| plan::identity_hash(id)));
+    let p = plan::plan(set, Some(&selected), &kid_refs, &others, &keep);
     let fail = |e| (interval, e);
     let created = create_all(&api, set, &p.create).await.map_err(fail)?;
+    let released = if set.spec.direction == Direction::Pull {
+        let prev = set.status.as_ref().map(|s| s.released.clone());
+        hand_back(&api, &p, &kid_refs, prev.unwrap_or_default()).await
+    } else {
+        Vec::new()
+    };
     revert_all(&api, &p.revert).await.map_err(fail)?;
     let names: Vec<String> = p.delete.iter().map(|(n, _)| n.clone()).collect();
     delete_all(&api, &names)
@@ -227,21 +236,21 @@ async fn run(set: &AppSyncSet, sc: &SetContext, ns: &str) -> Ran {
         })
         .collect();
     let (apps, pending) = status::summarize(&p.covered, |n| {
-        lookup(&kids, n)
-            .or_else(|| lookup(&all, n).filter(|a| a.namespace().as_deref() == Some(ns)))
+        lookup(&kids, n).or_else(|| {
+            all.iter()
+                .map(AsRef::as_ref)
+                .find(|a| a.namespace().as_deref() == Some(ns) && a.name_any() == n)
+        })
     });
     Ok((
         interval,
         SetEnded::Listed {
             apps,
             pending,
-            revision,
+            revision: listed.revision.clone(),
+            released,
         },
-        Changes {
-            plan: p,
-            created,
-            deleted,
-        },
+        Changes { created, deleted },
     ))
 }
 
@@ -249,6 +258,77 @@ fn lookup<'a>(list: &'a [Arc<AppSync>], name: &str) -> Option<&'a AppSync> {
     list.iter()
         .map(AsRef::as_ref)
         .find(|a| a.name_any() == name)
+}
+
+/// At most this many released apps are remembered.
+const MAX_RELEASED: usize = 100;
+/// Field manager of the ownership a set hands back to a new AppSync (not the AppSync
+/// controller's own, so its status writes neither drop nor fight it).
+const HANDBACK_MANAGER: &str = "tooljet-gitsync-operator-appsyncset";
+
+/// Pull: the apps that AppSyncs deleted in this pass had imported are remembered; a new
+/// AppSync for an app remembered gets that app as its own (written into its status, which
+/// only the operator may write), so it replaces it later instead of refusing it as someone
+/// else's. Returns the apps still remembered.
+async fn hand_back(
+    api: &Api<AppSync>,
+    p: &plan::SetPlan,
+    kids: &[&AppSync],
+    mut released: Vec<api::ReleasedApp>,
+) -> Vec<api::ReleasedApp> {
+    for (name, _) in &p.delete {
+        let status = kids
+            .iter()
+            .find(|k| k.name_any() == *name)
+            .and_then(|k| k.status.as_ref());
+        let owned = status.and_then(|s| s.owned.as_ref());
+        let last_commit = status.and_then(|s| s.last_commit.clone());
+        let pulled = owned.filter(|o| o.direction == Some(Direction::Pull));
+        if let Some((git_app_id, app_id)) =
+            pulled.and_then(|o| Some((o.git_app_id.clone()?, o.app_id.clone()?)))
+        {
+            released.retain(|r| r.git_app_id != git_app_id);
+            released.insert(
+                0,
+                api::ReleasedApp {
+                    git_app_id,
+                    app_id,
+                    last_commit,
+                },
+            );
+        }
+    }
+    for want in &p.create {
+        let Some(id) = want.annotations().get(plan::APP_ID_ANNOTATION) else {
+            continue;
+        };
+        let Some(at) = released.iter().position(|r| r.git_app_id == *id) else {
+            continue;
+        };
+        let r = &released[at];
+        let patch = serde_json::json!({"status": {
+            "owned": {"direction": "Pull", "appId": r.app_id, "gitAppId": r.git_app_id},
+            "lastCommit": r.last_commit,
+        }});
+        let params = kube::api::PatchParams {
+            field_manager: Some(HANDBACK_MANAGER.into()),
+            ..Default::default()
+        };
+        match api
+            .patch_status(&want.name_any(), &params, &kube::api::Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(appsync = %want.name_any(), app_id = %r.app_id, "handed the app its deleted predecessor imported to the new AppSync");
+                released.remove(at);
+            }
+            Err(e) => {
+                tracing::warn!(appsync = %want.name_any(), error = %e, "could not hand the app back yet; retried next pass")
+            }
+        }
+    }
+    released.truncate(MAX_RELEASED);
+    released
 }
 
 /// Whether an AppSync uses the GitSyncConfig `cfg_ns/cfg_name`.
@@ -359,7 +439,7 @@ async fn listing(
     set: &AppSyncSet,
     ctx: &Context,
     cfg: &ResolvedConfig,
-) -> Result<(Arc<Vec<FoundApp>>, Option<String>), Failure> {
+) -> Result<context::SetListing, Failure> {
     let key = format!(
         "{}|{}|{}",
         key_of(set),
@@ -387,7 +467,10 @@ async fn listing(
                     name: a.name,
                 })
                 .collect();
-            (Arc::new(found), None)
+            Arc::new(plan::Listing {
+                apps: found,
+                ..Default::default()
+            })
         }
         Direction::Pull => repository_apps(set, ctx, cfg).await?,
     };
@@ -401,7 +484,7 @@ async fn repository_apps(
     set: &AppSyncSet,
     ctx: &Context,
     cfg: &ResolvedConfig,
-) -> Result<(Arc<Vec<FoundApp>>, Option<String>), Failure> {
+) -> Result<context::SetListing, Failure> {
     let revision = set
         .spec
         .template
@@ -438,17 +521,22 @@ async fn repository_apps(
             format!("revision {revision}: {e}; no AppSync was created or deleted"),
         )
     })?;
-    let mut found = Vec::new();
+    let mut listing = plan::Listing {
+        revision: snap.commit.map(|c| c.sha),
+        ..Default::default()
+    };
     for (id, entry) in meta.entries() {
         match entry {
-            Ok(e) => found.push(FoundApp {
+            Ok(e) => listing.apps.push(FoundApp {
                 identity: id.to_string(),
                 name: e.git_app_name.unwrap_or_else(|| id.to_string()),
             }),
+            // Not "gone": an AppSync it has stays; none is made for it.
             Err(e) => {
-                tracing::warn!(appsyncset = %key_of(set), git_app_id = %id, error = %e, "skipping an unreadable meta.json entry")
+                tracing::warn!(appsyncset = %key_of(set), git_app_id = %id, error = %e, "unreadable meta.json entry: its AppSync, if any, is kept");
+                listing.unreadable.push(id.to_string());
             }
         }
     }
-    Ok((Arc::new(found), snap.commit.map(|c| c.sha)))
+    Ok(Arc::new(listing))
 }

@@ -28,6 +28,17 @@ pub struct FoundApp {
     pub name: String,
 }
 
+/// What a set's listing found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The apps.
+    pub apps: Vec<FoundApp>,
+    /// Pull: `meta.json` keys whose entries could not be read; their AppSyncs are kept.
+    pub unreadable: Vec<String>,
+    /// Pull: the commit read.
+    pub revision: Option<String>,
+}
+
 /// `spec.apps`, compiled.
 pub struct Selector {
     include: GlobSet,
@@ -71,12 +82,26 @@ pub fn selector(sel: &AppSelector) -> Result<Selector, Problem> {
     })
 }
 
+/// Longest app identity an AppSync can name (`spec.app` is `id:<identity>`, at most 255).
+pub const MAX_IDENTITY: usize = 200;
+
+/// Whether an identity can be an AppSync's `spec.app` (`id:<identity>`): bounded, no control
+/// characters. A `meta.json` key that is not is left out (and logged), not a failing set.
+pub fn usable_identity(id: &str) -> bool {
+    !id.trim().is_empty() && id.len() <= MAX_IDENTITY && !id.chars().any(char::is_control)
+}
+
 /// The selected apps, each identity once, in name order.
 pub fn select(apps: Vec<FoundApp>, sel: &Selector) -> Vec<FoundApp> {
     let mut seen = BTreeSet::new();
     let mut out: Vec<FoundApp> = apps
         .into_iter()
+        .filter(|a| usable_identity(&a.identity))
         .filter(|a| sel.selects(&a.name) && seen.insert(a.identity.to_ascii_lowercase()))
+        .map(|a| FoundApp {
+            name: api::bounded(a.name, 253),
+            ..a
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.identity.cmp(&b.identity)));
     out
@@ -296,26 +321,54 @@ pub struct SetPlan {
     pub covered: Vec<Covered>,
 }
 
+/// The identity hash a generated AppSync is for: from the set's app-id annotation (a hand edit
+/// of the label is reverted, not taken for another app), else the label.
+pub fn child_key(c: &AppSync) -> Option<String> {
+    match c.annotations().get(APP_ID_ANNOTATION) {
+        Some(id) => Some(identity_hash(id)),
+        None => c.labels().get(APP_IDENTITY_LABEL).cloned(),
+    }
+}
+
 /// Plans a pass. `apps` are the selected apps (`None` while suspended: nothing is created or
 /// deleted, the generated AppSyncs are only kept as the set wants them); `children` the
-/// AppSyncs the set generated, `others` the other AppSyncs of the namespace that use the same
-/// GitSyncConfig. Pure.
+/// AppSyncs the set generated (none terminating), `others` the other AppSyncs of the namespace
+/// that use the same GitSyncConfig; `keep` the identity hashes whose AppSyncs stay although
+/// their app was not listed this time (not missing long enough yet, or unreadable). Pure.
 pub fn plan(
     set: &AppSyncSet,
     apps: Option<&[FoundApp]>,
     children: &[&AppSync],
     others: &[&AppSync],
+    keep: &BTreeSet<String>,
 ) -> SetPlan {
     let mut out = SetPlan::default();
-    let by_hash: BTreeMap<String, &AppSync> = children
-        .iter()
-        .filter_map(|c| Some((c.labels().get(APP_IDENTITY_LABEL)?.clone(), *c)))
-        .collect();
+    // One AppSync per app: of copies (made by hand, or by a pass that did not see the
+    // other yet), the oldest stays.
+    let mut by_hash: BTreeMap<String, &AppSync> = BTreeMap::new();
+    for c in children {
+        let Some(key) = child_key(c) else {
+            // Generated AppSyncs without an identity are not the set's doing: removed.
+            out.delete.push((c.name_any(), String::new()));
+            continue;
+        };
+        match by_hash.get(&key) {
+            Some(kept) if older(kept, c) => out.delete.push((c.name_any(), String::new())),
+            Some(kept) => {
+                out.delete.push((kept.name_any(), String::new()));
+                by_hash.insert(key, c);
+            }
+            None => {
+                by_hash.insert(key, c);
+            }
+        }
+    }
+    let copies = out.delete.len();
     let from_children: Vec<FoundApp>;
     let (apps, suspended) = match apps {
         Some(a) => (a, false),
         None => {
-            from_children = children.iter().filter_map(|c| app_of_child(c)).collect();
+            from_children = by_hash.values().filter_map(|c| app_of_child(c)).collect();
             (from_children.as_slice(), true)
         }
     };
@@ -360,22 +413,58 @@ pub fn plan(
             generated: true,
         });
     }
-    if !suspended {
-        for (hash, c) in &by_hash {
-            let deleting = out.delete.iter().any(|(n, _)| *n == c.name_any());
-            if !kept.contains(hash) && !deleting {
-                let name = app_of_child(c).map(|a| a.name).unwrap_or_default();
-                out.delete.push((c.name_any(), name));
-            }
+    if suspended {
+        out.delete.truncate(copies);
+        return out;
+    }
+    for (hash, c) in &by_hash {
+        let deleting = out.delete.iter().any(|(n, _)| *n == c.name_any());
+        if kept.contains(hash) || deleting {
+            continue;
         }
-        // Generated AppSyncs without an identity label are not the set's doing: removed.
-        for c in children {
-            if !c.labels().contains_key(APP_IDENTITY_LABEL) {
-                out.delete.push((c.name_any(), String::new()));
+        if keep.contains(hash) {
+            if let Some(app) = app_of_child(c) {
+                out.covered.push(Covered {
+                    app,
+                    app_sync: c.name_any(),
+                    generated: true,
+                });
             }
+            continue;
         }
+        let name = app_of_child(c).map(|a| a.name).unwrap_or_default();
+        out.delete.push((c.name_any(), name));
     }
     out
+}
+
+/// Which generated AppSyncs of apps not listed now stay for this pass: an app must be missing
+/// for `grace` (two listings) before its AppSync goes, so one odd listing (a page skipped
+/// while apps were created, a bad commit fixed soon after) deletes nothing. `missing_since`
+/// is updated: apps listed again are forgotten, newly missing ones recorded at `now`. Pure.
+pub fn within_grace(
+    listed: &[FoundApp],
+    children: &[&AppSync],
+    missing_since: &mut BTreeMap<String, std::time::Instant>,
+    now: std::time::Instant,
+    grace: std::time::Duration,
+) -> BTreeSet<String> {
+    let listed: BTreeSet<String> = listed.iter().map(|a| identity_hash(&a.identity)).collect();
+    let mut keep = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for key in children.iter().filter_map(|c| child_key(c)) {
+        seen.insert(key.clone());
+        if listed.contains(&key) {
+            missing_since.remove(&key);
+            continue;
+        }
+        let since = *missing_since.entry(key.clone()).or_insert(now);
+        if now.saturating_duration_since(since) < grace {
+            keep.insert(key);
+        }
+    }
+    missing_since.retain(|k, _| seen.contains(k));
+    keep
 }
 
 /// Of two AppSyncs generated for the same app by two sets, the older one wins (then the name).

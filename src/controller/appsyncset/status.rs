@@ -3,7 +3,7 @@
 
 use super::super::report::{self, Note};
 use super::super::Problem;
-use super::plan::{Covered, SetPlan};
+use super::plan::Covered;
 use crate::api::{
     self, types, AppEntry, AppSync, AppSyncSet, AppSyncSetStatus, AppsSummary, Condition, Reason,
 };
@@ -36,6 +36,8 @@ pub fn child_state(aps: Option<&AppSync>) -> (ChildState, Option<&Condition>) {
         None => (ChildState::Pending, None),
         Some(_) if seen.is_some() && seen < aps.metadata.generation => (ChildState::Pending, ready),
         Some(c) if c.is_true() => (ChildState::Ready, ready),
+        // Suspended by the set or by hand: a choice, not a failure.
+        Some(c) if c.reason == Reason::Suspended.as_str() => (ChildState::Pending, ready),
         Some(c) => (ChildState::Failing, Some(c)),
     }
 }
@@ -91,6 +93,8 @@ pub enum SetEnded {
         pending: u32,
         /// Pull: the commit read.
         revision: Option<String>,
+        /// Pull: apps imported by AppSyncs deleted now or before, not yet owned again.
+        released: Vec<crate::api::ReleasedApp>,
     },
     /// The apps could not be listed; nothing was created or deleted.
     Failed(Problem),
@@ -155,16 +159,30 @@ pub fn next_status(
 ) -> AppSyncSetStatus {
     let generation = set.metadata.generation;
     let conditions = api::merge(&prev.conditions, conditions(ended), generation, now);
-    let (apps, revision) = match ended {
-        SetEnded::Suspended(a) => (Some(a.clone()), prev.revision.clone()),
-        SetEnded::Listed { apps, revision, .. } => (Some(apps.clone()), revision.clone()),
-        SetEnded::Failed(_) => (prev.apps.clone(), prev.revision.clone()),
+    let (apps, revision, released) = match ended {
+        SetEnded::Suspended(a) => (
+            Some(a.clone()),
+            prev.revision.clone(),
+            prev.released.clone(),
+        ),
+        SetEnded::Listed {
+            apps,
+            revision,
+            released,
+            ..
+        } => (Some(apps.clone()), revision.clone(), released.clone()),
+        SetEnded::Failed(_) => (
+            prev.apps.clone(),
+            prev.revision.clone(),
+            prev.released.clone(),
+        ),
     };
     AppSyncSetStatus {
         observed_generation: generation,
         conditions,
         apps,
         revision,
+        released,
     }
 }
 
@@ -173,7 +191,6 @@ pub fn next_status(
 pub fn notes(
     prev: &AppSyncSetStatus,
     next: &AppSyncSetStatus,
-    plan: &SetPlan,
     created: &[String],
     deleted: &[String],
 ) -> Vec<Note> {
@@ -206,17 +223,22 @@ pub fn notes(
             format!("deleted the AppSyncs of {} apps no longer found or selected: {}; nothing in git or ToolJet was deleted", deleted.len(), names(deleted)),
         ));
     }
-    let was: Vec<&str> = prev
-        .apps
-        .iter()
-        .flat_map(|a| a.overlapping.iter().map(|e| e.name.as_str()))
+    // Compared on the (bounded, ordered) lists the status holds: an unchanged set of
+    // overlaps, however long, is not announced again.
+    let listed = |s: &AppSyncSetStatus| -> Vec<(String, String)> {
+        s.apps
+            .iter()
+            .flat_map(|a| a.overlapping.iter())
+            .map(|e| (e.name.clone(), e.app_sync.clone()))
+            .collect()
+    };
+    let was = listed(prev);
+    let new_overlaps: Vec<String> = listed(next)
+        .into_iter()
+        .filter(|e| !was.contains(e))
+        .map(|(app, aps)| format!("{app} (AppSync {aps})"))
         .collect();
-    let new_overlaps: Vec<String> = plan
-        .covered
-        .iter()
-        .filter(|c| !c.generated && !was.contains(&c.app.name.as_str()))
-        .map(|c| format!("{} (AppSync {})", c.app.name, c.app_sync))
-        .collect();
+
     if !new_overlaps.is_empty() {
         out.push(Note::warning(
             Reason::AppSyncOverlap,

@@ -1,5 +1,16 @@
 use super::*;
 use crate::api::{AppSyncSetSpec, AppSyncStatus, ConfigRef, Ownership};
+use std::time::{Duration, Instant};
+
+/// A pass in which no missing app is kept.
+fn plan(
+    set: &AppSyncSet,
+    apps: Option<&[FoundApp]>,
+    children: &[&AppSync],
+    others: &[&AppSync],
+) -> SetPlan {
+    super::plan(set, apps, children, others, &BTreeSet::new())
+}
 
 fn set(direction: Direction) -> AppSyncSet {
     let mut s = AppSyncSet::new(
@@ -291,4 +302,80 @@ fn appsyncs_with_an_owner_reference_of_another_set_are_not_ours() {
         !is_child(&forged, &s),
         "a label alone does not make a child"
     );
+}
+
+#[test]
+fn an_app_missing_once_keeps_its_appsync_until_the_grace_passes() {
+    let s = set(Direction::Pull);
+    let made = plan(&s, Some(&[app("g-1", "A"), app("g-2", "B")]), &[], &[]).create;
+    let refs: Vec<&AppSync> = made.iter().collect();
+    let mut missing = BTreeMap::new();
+    let t0 = Instant::now();
+    let grace = Duration::from_secs(10);
+    let listed = [app("g-2", "B")];
+    let keep = within_grace(&listed, &refs, &mut missing, t0, grace);
+    assert_eq!(keep, BTreeSet::from([identity_hash("g-1")]));
+    let p = super::plan(&s, Some(&listed), &refs, &[], &keep);
+    assert!(p.delete.is_empty(), "one odd listing deletes nothing");
+    assert_eq!(p.covered.len(), 2, "the kept app is still counted");
+    // Back in the next listing: forgotten.
+    let both = [app("g-1", "A"), app("g-2", "B")];
+    assert!(within_grace(&both, &refs, &mut missing, t0 + grace, grace).is_empty());
+    assert!(missing.is_empty());
+    // Missing for the whole grace: it goes.
+    within_grace(&listed, &refs, &mut missing, t0, grace);
+    let keep = within_grace(&listed, &refs, &mut missing, t0 + grace, grace);
+    assert!(keep.is_empty());
+    let p = super::plan(&s, Some(&listed), &refs, &[], &keep);
+    assert_eq!(p.delete, vec![(made[0].name_any(), "A".to_string())]);
+}
+
+#[test]
+fn copies_and_edited_identity_labels_are_put_right() {
+    let s = set(Direction::Push);
+    let apps = [app("id-1", "Orders")];
+    let mut first = plan(&s, Some(&apps), &[], &[]).create[0].clone();
+    first.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+    ));
+    let mut copy = first.clone();
+    copy.metadata.name = Some("copy".into());
+    copy.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-01-02T00:00:00Z".parse().unwrap(),
+    ));
+    let p = plan(&s, Some(&apps), &[&copy, &first], &[]);
+    assert_eq!(
+        p.delete,
+        vec![("copy".to_string(), String::new())],
+        "the newer copy goes"
+    );
+    assert!(p.create.is_empty());
+    // A hand-edited identity label: reverted, not taken for another app.
+    let mut edited = first.clone();
+    edited
+        .labels_mut()
+        .insert(APP_IDENTITY_LABEL.into(), "0000000000000000".into());
+    let p = plan(&s, Some(&apps), &[&edited], &[]);
+    assert!(p.delete.is_empty() && p.create.is_empty());
+    assert_eq!(p.revert.len(), 1);
+    assert_eq!(
+        p.revert[0].labels()[APP_IDENTITY_LABEL],
+        identity_hash("id-1")
+    );
+}
+
+#[test]
+fn identities_an_appsync_cannot_name_are_left_out() {
+    let all = selector(&AppSelector::default()).unwrap();
+    let picked = select(
+        vec![
+            app(&"x".repeat(300), "Long"),
+            app("bad\nid", "Control"),
+            app(" ", "Blank"),
+            app("ok", &"n".repeat(1000)),
+        ],
+        &all,
+    );
+    assert_eq!(picked.len(), 1);
+    assert!(picked[0].name.len() <= 253 + '…'.len_utf8());
 }
