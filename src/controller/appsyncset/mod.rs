@@ -75,6 +75,13 @@ fn children(set: &AppSyncSet, sc: &SetContext) -> Vec<Arc<AppSync>> {
 /// and deletes nothing in git or ToolJet), whether or not a garbage collector runs.
 async fn cleanup(set: Arc<AppSyncSet>, sc: &SetContext) -> Result<Action, Error> {
     let ns = set.namespace().unwrap_or_default();
+    // `kubectl delete --cascade=orphan`: the AppSyncs stay (the garbage collector drops
+    // their owner reference), as with any owner.
+    if set.finalizers().iter().any(|f| f == "orphan") {
+        sc.ctx.forget_set(&key_of(set.as_ref()));
+        tracing::info!(appsyncset = %key_of(set.as_ref()), "AppSyncSet deleted with --cascade=orphan: its AppSyncs stay");
+        return Ok(Action::await_change());
+    }
     let api: Api<AppSync> = Api::namespaced(sc.ctx.client.clone(), &ns);
     let selector = format!(
         "{}={}",
