@@ -305,7 +305,13 @@ async fn hand_back(
             );
         }
     }
-    for want in &p.create {
+    // The new AppSyncs of this pass, and those of an earlier pass killed between creating an
+    // AppSync and handing it its app (still owning nothing): the hand-back resumes.
+    let unowned = kids
+        .iter()
+        .copied()
+        .filter(|k| k.status.as_ref().and_then(|s| s.owned.as_ref()).is_none());
+    for want in p.create.iter().chain(unowned) {
         let Some(id) = want.annotations().get(plan::APP_ID_ANNOTATION) else {
             continue;
         };
@@ -422,7 +428,15 @@ async fn revert_all(api: &Api<AppSync>, want: &[AppSync]) -> Result<(), Failure>
         next.spec = w.spec.clone();
         next.labels_mut().extend(w.labels().clone());
         next.annotations_mut().extend(w.annotations().clone());
-        next.metadata.owner_references = w.metadata.owner_references.clone();
+        // The set's reference restored; other owners' references kept.
+        let mut owners: Vec<_> = next
+            .owner_references()
+            .iter()
+            .filter(|o| o.kind != "AppSyncSet")
+            .cloned()
+            .collect();
+        owners.extend(w.owner_references().iter().cloned());
+        next.metadata.owner_references = Some(owners);
         next.metadata.managed_fields = None;
         next.status = None;
         // The replace carries the resourceVersion read: a change meanwhile is a conflict, and

@@ -123,7 +123,7 @@ pub fn conditions(ended: &SetEnded) -> Vec<Condition> {
                     .map(|e| format!("{} ({})", e.name, e.reason.as_deref().unwrap_or("?")))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let more = apps.failing as usize - apps.failing_apps.len().min(MAX_NAMED);
+                let more = (apps.failing as usize).saturating_sub(apps.failing_apps.len().min(MAX_NAMED));
                 let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                 vec![ready(
                     false,
