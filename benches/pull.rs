@@ -19,14 +19,15 @@
 //! `PULL_BENCH_VERBOSE=1` prints every run's ToolJet request timeline, `RUST_LOG` the operator's
 //! logs (default: warn).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use anyhow::{bail, Context as _, Result};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -37,6 +38,8 @@ use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
 use tooljet_gitsync_testkit::kube_env::{install_crds, KubeEnv};
 use tooljet_gitsync_testkit::proc::descendants;
 use tooljet_gitsync_testkit::wait::poll;
+
+use common::{apply, manifest_gsc, namespace, ready};
 
 const APP: &str = "Bench App";
 const REPO: &str = "apps";
@@ -81,73 +84,10 @@ struct Run {
     ops: Vec<(String, f64, f64)>,
 }
 
-fn manifest_gsc(url: &str, tooljet: &str, secret: &str, interval: &str) -> String {
-    format!(
-        r#"apiVersion: gitsync.tooljet.io/v1alpha1
-kind: GitSyncConfig
-metadata:
-  name: sales
-spec:
-  repository:
-    url: "{url}"
-    branch: main
-  tooljet:
-    url: {tooljet}
-    workspace: my-workspace
-    credentialsSecretRef: {{ name: {secret} }}
-  interval: {interval}
-"#
-    )
-}
-
 fn manifest_aps(name: &str, direction: &str, extra: &str) -> String {
     format!(
         "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: {name}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: {APP:?}\n  direction: {direction}\n{extra}"
     )
-}
-
-async fn namespace(client: &Client, name: &str, secret: (&str, &[(&str, String)])) -> Result<()> {
-    let ns: Namespace = serde_json::from_value(
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-    )?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    let data: serde_json::Map<String, Value> = secret
-        .1
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
-        .collect();
-    let s: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret.0}, "stringData": data
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), name)
-        .create(&PostParams::default(), &s)
-        .await?;
-    Ok(())
-}
-
-/// Server-side apply of a namespaced manifest, as a user would.
-async fn apply<K>(client: &Client, ns: &str, yaml: &str) -> Result<()>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let value: Value = serde_yaml::from_str(yaml)?;
-    let name = value["metadata"]["name"]
-        .as_str()
-        .ok_or_else(|| anyhow!("manifest without name"))?
-        .to_string();
-    Api::<K>::namespaced(client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply("pull-bench").force(),
-            &Patch::Apply(&value),
-        )
-        .await?;
-    Ok(())
 }
 
 async fn annotate<K>(client: &Client, ns: &str, name: &str, key: &str, value: &str) -> Result<()>
@@ -164,13 +104,9 @@ where
     Ok(())
 }
 
-fn ready(conds: &[api::Condition]) -> Option<String> {
-    api::find(conds, "Ready").map(|c| format!("{}:{}", c.status, c.reason))
-}
-
 /// Applies a GitSyncConfig `sales`, authorizes its generated deploy key and waits for Ready.
 async fn ready_config(client: &Client, git: &GitServer, ns: &str, manifest: &str) -> Result<()> {
-    apply::<GitSyncConfig>(client, ns, manifest).await?;
+    apply::<GitSyncConfig>(client, ns, "pull-bench", manifest).await?;
     let api: Api<GitSyncConfig> = Api::namespaced(client.clone(), ns);
     let public = poll(
         &format!("{ns}/sales publicKey"),
@@ -340,23 +276,28 @@ async fn setup(kube: &KubeEnv, git: Arc<GitServer>) -> Result<(Bench, Operator)>
     namespace(
         &client,
         DEV_NS,
-        ("tooljet-api", &[("token", dev.token().unwrap_or_default())]),
+        "tooljet-api",
+        &[("token", dev.token().unwrap_or_default())],
     )
     .await?;
     namespace(
         &client,
         PROD_NS,
-        (
-            "tooljet-prod",
-            &[
-                ("email", prod.email().unwrap_or_default()),
-                ("password", prod.password().unwrap_or_default()),
-            ],
-        ),
+        "tooljet-prod",
+        &[
+            ("email", prod.email().unwrap_or_default()),
+            ("password", prod.password().unwrap_or_default()),
+        ],
     )
     .await?;
-    let dev_gsc = manifest_gsc(&url, &dev.url(), "tooljet-api", "1m");
-    let prod_gsc = manifest_gsc(&url, &prod.url(), "tooljet-prod", PROD_INTERVAL);
+    let dev_gsc = manifest_gsc("sales", &url, &dev.url(), "tooljet-api", 60);
+    let prod_gsc = manifest_gsc(
+        "sales",
+        &url,
+        &prod.url(),
+        "tooljet-prod",
+        PROD_INTERVAL_TIME.as_secs(),
+    );
     let (a, b) = tokio::join!(
         ready_config(&client, &git, DEV_NS, &dev_gsc),
         ready_config(&client, &git, PROD_NS, &prod_gsc)
@@ -366,7 +307,13 @@ async fn setup(kube: &KubeEnv, git: Arc<GitServer>) -> Result<(Bench, Operator)>
 
     let dev_app = dev.create_app(APP, None).map_err(anyhow::Error::msg)?;
     let export_bytes = pad(&dev, &dev_app.id)?;
-    apply::<AppSync>(&client, DEV_NS, &manifest_aps("bench", "Push", "")).await?;
+    apply::<AppSync>(
+        &client,
+        DEV_NS,
+        "pull-bench",
+        &manifest_aps("bench", "Push", ""),
+    )
+    .await?;
     let first = poll(
         "dev AppSync pushed the app",
         STEP_LIMIT,
@@ -381,6 +328,7 @@ async fn setup(kube: &KubeEnv, git: Arc<GitServer>) -> Result<(Bench, Operator)>
     apply::<AppSync>(
         &client,
         PROD_NS,
+        "pull-bench",
         &manifest_aps("bench", "Pull", "  pull:\n    updatePolicy: Manual\n"),
     )
     .await?;
