@@ -622,32 +622,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (rt, kube, git, started) = match common::start_parts() {
+        Ok(parts) => parts,
+        Err(code) => return code,
     };
-    let started = Instant::now();
-    // Child processes are started from this (main) thread: they die with it (PDEATHSIG).
-    let kube = match KubeEnv::start() {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("setup failed: kube-apiserver: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let git = match GitServer::start() {
-        Ok(g) => Arc::new(g),
-        Err(e) => {
-            eprintln!("setup failed: git server: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let git = Arc::new(git);
     let mut code = ExitCode::SUCCESS;
     rt.block_on(async {
         let (b, operator) = match setup(&kube, git.clone()).await {

@@ -16,6 +16,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use tooljet_gitsync_operator::api::{self, GitSyncConfig};
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
+use tooljet_gitsync_testkit::kube_env::KubeEnv;
 use tooljet_gitsync_testkit::proc::descendants;
 use tooljet_gitsync_testkit::wait::poll;
 
@@ -134,6 +135,26 @@ pub async fn ready_config(
     )
     .await
     .with_context(|| format!("last Ready: {:?}", last.lock().ok().and_then(|l| l.clone())))
+}
+
+/// The runtime and the real parts every bench starts first: kube-apiserver (with etcd) and the
+/// sshd git server, and when they were started. On failure the reason is printed and the exit
+/// code returned. Child processes are started from the calling (main) thread: they die with it
+/// (PDEATHSIG).
+pub fn start_parts(
+) -> Result<(tokio::runtime::Runtime, KubeEnv, GitServer, Instant), std::process::ExitCode> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        eprintln!("setup failed: {what}: {e:#}");
+        std::process::ExitCode::FAILURE
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed("tokio runtime", &e))?;
+    let started = Instant::now();
+    let kube = KubeEnv::start().map_err(|e| failed("kube-apiserver", &e))?;
+    let git = GitServer::start().map_err(|e| failed("git server", &e))?;
+    Ok((rt, kube, git, started))
 }
 
 /// `KiB` as MiB, for reports.
