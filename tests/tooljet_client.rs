@@ -287,6 +287,89 @@ async fn paginates_the_internal_app_list() {
 }
 
 #[tokio::test]
+async fn session_lookups_read_the_app_not_the_whole_workspace() {
+    let emu = emulator_with(|c| {
+        c.page_size = 3;
+        c.workspaces.push(("Other".into(), "other".into()));
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(emu.create_app(&format!("App {i:02}"), None).unwrap().id);
+    }
+    let other = emu
+        .workspaces()
+        .into_iter()
+        .find(|w| w.name == "Other")
+        .unwrap();
+    let foreign = emu.create_app_in(&other.id, "App 05", None).unwrap();
+    let c = client(&emu, Mode::Session);
+    let ws = default_ws(&emu);
+    let listings = |emu: &Emulator| {
+        emu.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/api/apps")
+            .count()
+    };
+    let before = listings(&emu);
+    // By name: one search page (ToolJet's searchKey), not ten pages.
+    let found = c.find_app(&ws, "App 07").await.unwrap().unwrap();
+    assert_eq!(found.id, ids[7]);
+    assert!(!found.versions.is_empty(), "with its versions");
+    assert_eq!(listings(&emu) - before, 1);
+    // A name that only others contain is no match; the search is case-insensitive, the
+    // match exact.
+    assert_eq!(c.find_app(&ws, "App 0").await.unwrap(), None);
+    assert_eq!(c.find_app(&ws, "app 07").await.unwrap(), None);
+    // By id: the app itself; an unknown id or another workspace's app is none.
+    let before = listings(&emu);
+    assert_eq!(
+        c.find_app(&ws, &format!("id:{}", ids[3]))
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "App 03"
+    );
+    assert_eq!(
+        c.find_app(&ws, "id:00000000-0000-0000-0000-000000000000")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        c.find_app(&ws, &format!("id:{}", foreign.id))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(listings(&emu), before, "no listing for lookups by id");
+    // Scoped: a superset of what the searches and ids name, never another workspace's app.
+    let rows = c
+        .scoped_app_rows(&ws, &["App 1", "nothing"], &[&ids[25], &foreign.id])
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = rows.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "App 10", "App 11", "App 12", "App 13", "App 14", "App 15", "App 16", "App 17",
+            "App 18", "App 19", "App 25"
+        ]
+    );
+    // Token mode: one listing, the same answers.
+    let t = client(&emu, Mode::Token);
+    assert_eq!(t.find_app(&ws, "App 07").await.unwrap().unwrap().id, ids[7]);
+    assert_eq!(
+        t.find_app(&ws, &format!("id:{}", foreign.id))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn server_version_is_read_once() {
     let emu = emulator().await;
     let c = client(&emu, Mode::Token);
@@ -1196,7 +1279,7 @@ async fn a_paginated_listing_has_one_deadline() {
     };
     let c = client_with(&emu, Mode::Session, opts);
     let started = Instant::now();
-    let e = c.find_app(&default_ws(&emu), "Nowhere").await.unwrap_err();
+    let e = c.list_app_rows(&default_ws(&emu)).await.unwrap_err();
     assert!(matches!(e, Error::Deadline { .. }), "{e}");
     assert_eq!(e.reason(), "ToolJetTimeout");
     assert!(e.to_string().contains("within 1s"), "{e}");

@@ -133,6 +133,8 @@ pub struct Context {
     >,
     /// Pushes handed to repository workers, answered by a later pass.
     pub handoff: super::handoff::Handoff,
+    /// Which Pull AppSyncs and sets follow which refs (re-run when a ref moves).
+    pub follows: super::follow::Follows,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -170,6 +172,7 @@ impl Context {
             set_listings: Default::default(),
             set_missing: Default::default(),
             handoff: Default::default(),
+            follows: Default::default(),
             push_claims: Default::default(),
         }
     }
@@ -199,9 +202,10 @@ impl Context {
             .collect()
     }
 
-    /// Forgets the claims and the handed-over push of a deleted AppSync.
+    /// Forgets the claims, the handed-over push and the followed ref of a deleted AppSync.
     pub fn release_claims(&self, aps: &str) {
         self.handoff.forget(aps);
+        self.follows.unfollow(super::follow::Follower::AppSync, aps);
         if let Ok(mut m) = self.push_claims.lock() {
             for claims in m.values_mut() {
                 claims.remove(aps);
@@ -283,6 +287,8 @@ impl Context {
 
     /// Forgets what is cached for a deleted AppSyncSet (`namespace/name`).
     pub fn forget_set(&self, set: &str) {
+        self.follows
+            .unfollow(super::follow::Follower::AppSyncSet, set);
         if let Ok(mut m) = self.set_listings.lock() {
             m.retain(|k, _| k.split('|').next() != Some(set));
         }

@@ -7,6 +7,7 @@ pub mod appsyncset;
 pub mod config_ref;
 pub mod connection;
 pub mod context;
+pub mod follow;
 pub mod gitsyncconfig;
 pub mod handoff;
 pub mod problem;
@@ -259,6 +260,7 @@ async fn appsyncs(
         .with_config(config)
         .watches_stream(configs, referencing)
         .reconcile_on(answered)
+        .reconcile_on(moved_followers(&ctx, follow::Follower::AppSync))
         .graceful_shutdown_on(shutdown)
         .run(
             |obj, ctx: Arc<Context>| async move {
@@ -351,6 +353,7 @@ async fn appsyncsets(
         .with_config(config)
         .owns_shared_stream(children)
         .watches_shared_stream(others, same_namespace)
+        .reconcile_on(moved_followers(&ctx, follow::Follower::AppSyncSet))
         .graceful_shutdown_on(shutdown)
         .run(
             |obj, sc: Arc<appsyncset::SetContext>| async move {
@@ -371,6 +374,39 @@ async fn appsyncsets(
         )
         .for_each(log_result)
         .await;
+}
+
+/// The objects of one kind that follow a ref the repository workers saw move, as they move.
+/// A receiver that fell behind skips what it missed (those re-check at their interval).
+fn moved_followers<K>(
+    ctx: &Arc<Context>,
+    kind: follow::Follower,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + 'static,
+{
+    let ctx = ctx.clone();
+    let rx = ctx.workers.moves();
+    futures::stream::unfold((rx, ctx), move |(mut rx, ctx)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(moved) => {
+                    let refs: Vec<ObjectRef<K>> = ctx
+                        .follows
+                        .concerned(kind, &moved)
+                        .into_iter()
+                        .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+                        .collect();
+                    return Some((futures::stream::iter(refs), (rx, ctx)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "ref moves missed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flatten()
 }
 
 /// Whether an AppSync references the GitSyncConfig `ns/name`.

@@ -52,6 +52,20 @@ pub fn is_direct(j: &SwapJournal) -> bool {
     j.temp_name == j.name
 }
 
+/// The name searches whose results (with the apps of [`ids`]) hold every app [`next`] looks
+/// at: the final name, and the prefix of the temporary and parked names.
+pub fn searches(j: &SwapJournal) -> [&str; 2] {
+    [j.name.as_str(), PREFIX]
+}
+
+/// The apps [`next`] looks for by id: the old and the new one.
+pub fn ids(j: &SwapJournal) -> Vec<&str> {
+    [j.old_app_id.as_deref(), j.new_app_id.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// The next step. Pure.
 pub fn next(j: &SwapJournal, apps: &[AppSummary]) -> SwapAction {
     let old = by_id(apps, j.old_app_id.as_deref());
@@ -154,6 +168,81 @@ mod tests {
             version_id: "vid".into(),
             started_at: "t".into(),
         }
+    }
+
+    /// What the client's scoped lookup returns: the apps whose names contain a search key
+    /// (case-insensitive, as ToolJet's `searchKey`), plus the apps of the ids.
+    fn scoped(j: &SwapJournal, apps: &[AppSummary]) -> Vec<AppSummary> {
+        let keys = searches(j).map(str::to_lowercase);
+        let ids = ids(j);
+        apps.iter()
+            .filter(|a| {
+                keys.iter()
+                    .any(|k| a.name.to_lowercase().contains(k.as_str()))
+                    || ids.contains(&a.id.as_str())
+            })
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn the_scoped_lookup_decides_like_the_whole_workspace() {
+        let (t, p, ps) = names("s1");
+        let (t2, _, _) = names("s2");
+        let pool = [
+            app("old", "Sales", "sales"),
+            app("old", &p, &ps),
+            app("old", "Renamed by hand", "sales"),
+            app("new", &t, "new"),
+            app("new", "Sales", "sales"),
+            app("new", "Renamed too", "x"),
+            app("x", "Sales", "other-slug"),
+            app("y", "Sales copy", "y"),
+            app("z", &t2, "z"),
+            app("w", "Other", "other"),
+        ];
+        let steps = [
+            SwapStep::Importing,
+            SwapStep::Imported,
+            SwapStep::Parked,
+            SwapStep::Promoted,
+            SwapStep::RollingBack,
+        ];
+        let mut checked = 0;
+        for mask in 0u32..(1 << pool.len()) {
+            let apps: Vec<AppSummary> = (0..pool.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| pool[i].clone())
+                .collect();
+            // One app per id, as in a workspace.
+            let mut ids: Vec<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+            ids.sort_unstable();
+            if ids.windows(2).any(|w| w[0] == w[1]) {
+                continue;
+            }
+            for step in steps {
+                for (old, new) in [
+                    (None, None),
+                    (None, Some("new")),
+                    (Some("old"), None),
+                    (Some("old"), Some("new")),
+                ] {
+                    for direct in [false, true] {
+                        let mut j = journal(step, old, new);
+                        if direct {
+                            j.temp_name = j.name.clone();
+                        }
+                        assert_eq!(
+                            next(&j, &apps),
+                            next(&j, &scoped(&j, &apps)),
+                            "{j:?} {apps:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]

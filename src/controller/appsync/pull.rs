@@ -56,6 +56,13 @@ pub async fn pull(
         .revision
         .clone()
         .unwrap_or_else(|| cfg.branch().to_string());
+    // A move of the revision (seen by a fetch, or pushed by this operator) re-runs this pass.
+    ctx.follows.follow(
+        super::super::follow::Follower::AppSync,
+        &super::super::key_of(aps),
+        &cfg.url().identity(),
+        &revision,
+    );
     let (requested, annotation) = plan::pull_requested(aps, prev);
     let git = observe_git(aps, ctx, cfg, &revision, requested).await?;
     plan::check_expected_version(spec.expect_version.as_deref(), &git.located, &revision)?;
@@ -71,10 +78,15 @@ pub async fn pull(
         }
         None => None,
     };
-    let same_name = conn
-        .client
-        .find_app(&conn.workspace, &git.located.app_name)
-        .await?;
+    // The app we own usually has the name: no second lookup then.
+    let same_name = match ours.as_ref() {
+        Some(o) if o.name == git.located.app_name => ours.clone(),
+        _ => {
+            conn.client
+                .find_app(&conn.workspace, &git.located.app_name)
+                .await?
+        }
+    };
     let decision = plan::plan_pull(&PullFacts {
         ours: ours.as_ref(),
         same_name: same_name.as_ref(),

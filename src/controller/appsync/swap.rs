@@ -70,7 +70,9 @@ impl Swap<'_> {
             let Some(j) = carry.swap.clone() else {
                 return Ok(None);
             };
-            let apps = client.list_app_rows(ws).await?;
+            let apps = client
+                .scoped_app_rows(ws, &journal::searches(&j), &journal::ids(&j))
+                .await?;
             let action = journal::next(&j, &apps);
             tracing::info!(appsync = %super::super::key_of(self.aps), step = ?j.step, ?action, "swap step");
             match action {
@@ -202,7 +204,8 @@ impl Swap<'_> {
         }
         let client = &self.cfg.tooljet.client;
         let ws = &self.cfg.tooljet.workspace;
-        let apps = client.list_app_rows(ws).await?;
+        let names: Vec<&str> = carry.abandoned.iter().map(|x| x.name.as_str()).collect();
+        let apps = client.scoped_app_rows(ws, &names, &[]).await?;
         for a in apps
             .iter()
             .filter(|a| carry.abandoned.iter().any(|x| x.name == a.name))

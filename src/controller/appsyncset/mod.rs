@@ -467,8 +467,12 @@ async fn listing(
         set.metadata.generation.unwrap_or_default(),
         cfg.key()
     );
-    if let Some(hit) = ctx.cached_set_listing(&key, cfg.valid.interval) {
-        return Ok(hit);
+    // A Pull set re-reads meta.json every pass: it comes from the mirror, which is checked
+    // against the remote at most once per interval, and is re-run when its revision moves.
+    if set.spec.direction == Direction::Push {
+        if let Some(hit) = ctx.cached_set_listing(&key, cfg.valid.interval) {
+            return Ok(hit);
+        }
     }
     let start = Instant::now();
     let listed = match set.spec.direction {
@@ -515,6 +519,12 @@ async fn repository_apps(
         .unwrap_or_else(|| cfg.branch().to_string());
     super::appsync::check_revision(&revision)
         .map_err(|p| p.context("spec.template.pull.revision"))?;
+    ctx.follows.follow(
+        super::follow::Follower::AppSyncSet,
+        &key_of(set),
+        &cfg.url().identity(),
+        &revision,
+    );
     let start = Instant::now();
     let snap = ctx
         .workers

@@ -157,6 +157,7 @@ impl Worker {
             }
         };
         bump(&self.stats.fetches, 1);
+        self.saw_all(&refs);
         self.fetches.insert(
             key,
             FetchRecord {

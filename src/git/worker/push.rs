@@ -252,9 +252,10 @@ impl Worker {
     ) {
         let refname = format!("refs/heads/{branch}");
         if let Some(record) = self.fetches.get_mut(&key) {
-            record.refs.insert(refname, tip);
+            record.refs.insert(refname.clone(), tip);
         }
         self.heads.record(key, branch, Some(tip.to_string()));
+        self.saw(&refname, Some(tip));
         let mirror = self.mirror.clone();
         let branch = branch.to_owned();
         let set = blocking(move || {

@@ -71,6 +71,11 @@ impl Worker {
             .await
             .map_err(WorkerError::Git)?;
         self.heads.record(key, branch, head.clone());
+        let id = head
+            .as_deref()
+            .and_then(|h| gix::ObjectId::from_hex(h.as_bytes()).ok());
+        self.saw(&format!("refs/heads/{branch}"), id);
+        self.seen_any = true;
         Ok(head)
     }
 

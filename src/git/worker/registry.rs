@@ -16,6 +16,8 @@ use crate::git::url::RepoUrl;
 /// remote operation of a worker has its own deadline, so this only ends the wait for a worker
 /// that is stuck behind a slow repository (or in a bug).
 const REQUEST_TIMEOUT_FETCHES: u32 = 3;
+/// Ref moves kept for a receiver that is behind.
+pub const MOVES_BUFFERED: usize = 1024;
 
 /// All repository workers of the operator, keyed by [`RepoUrl::identity`], so that every
 /// AppSync and GitSyncConfig of one repository goes through the same worker.
@@ -28,6 +30,8 @@ struct WorkersInner {
     cli: GitCli,
     mirrors_dir: PathBuf,
     request_timeout: Duration,
+    /// Every worker's ref moves, for the controllers to re-run what follows them.
+    moved: tokio::sync::broadcast::Sender<super::RefMoved>,
     /// Locked only to look up, insert or remove entries, never across a request or any IO.
     registry: Mutex<Registry>,
 }
@@ -65,6 +69,7 @@ impl Workers {
                 cli,
                 mirrors_dir,
                 request_timeout,
+                moved: tokio::sync::broadcast::channel(MOVES_BUFFERED).0,
                 registry: Mutex::default(),
             }),
         }
@@ -102,6 +107,7 @@ impl Workers {
             dir,
             self.inner.request_timeout,
             lease,
+            self.inner.moved.clone(),
         );
         registry.workers.insert(identity, handle.clone());
         handle
@@ -119,6 +125,12 @@ impl Workers {
             tracing::info!(repository = %identity, "repository worker dropped: no config uses the repository any more");
         }
         removed
+    }
+
+    /// The ref moves every worker sees from now on. A receiver that lags behind by more than
+    /// [`MOVES_BUFFERED`] moves misses the oldest (their followers re-check at their interval).
+    pub fn moves(&self) -> tokio::sync::broadcast::Receiver<super::RefMoved> {
+        self.inner.moved.subscribe()
     }
 
     /// Whether a worker is registered for the repository `identity`.

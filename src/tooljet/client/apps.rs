@@ -42,6 +42,25 @@ impl Client {
     }
 
     async fn app_rows(&self, ws: &Workspace) -> Result<Vec<AppSummary>, Error> {
+        self.app_rows_matching(ws, None).await
+    }
+
+    /// The apps whose names contain `search` (case-insensitive), or all apps. Session mode
+    /// passes ToolJet's `searchKey` (`getAllApps`: `LOWER(name) LIKE %key%`), so one page
+    /// usually answers instead of the whole workspace; what it returns is a superset of the
+    /// exact matches callers look for, which they pick themselves. Token mode lists all apps
+    /// in one call either way, filtered here.
+    pub(crate) async fn app_rows_matching(
+        &self,
+        ws: &Workspace,
+        search: Option<&str>,
+    ) -> Result<Vec<AppSummary>, Error> {
+        let wanted = search.map(str::to_lowercase);
+        let keep = |a: &AppSummary| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| a.name.to_lowercase().contains(w))
+        };
         if self.token_mode() {
             let call = Call::new(
                 Method::GET,
@@ -50,17 +69,21 @@ impl Client {
             )
             .about(Resource::Workspace, &ws.name);
             let v = self.send_json(&call).await?;
-            return wire::parse_ext_apps(&v).map_err(|d| invalid(&self.route_of(&call), d));
+            let apps = wire::parse_ext_apps(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
+            return Ok(apps.into_iter().filter(keep).collect());
         }
         let mut all: Vec<AppSummary> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut page = 1u64;
         loop {
-            let call = Call::new(Method::GET, RouteKind::Internal, &["apps"])
+            let mut call = Call::new(Method::GET, RouteKind::Internal, &["apps"])
                 .org(&ws.id)
                 .query("page", &page.to_string())
                 .query("type", "front-end")
                 .about(Resource::Workspace, &ws.name);
+            if let Some(key) = search {
+                call = call.query("searchKey", key);
+            }
             let v = self.send_json(&call).await?;
             let (apps, pages) =
                 wire::parse_internal_app_page(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
@@ -76,7 +99,71 @@ impl Client {
                 None => break,
             }
         }
+        all.retain(keep);
         Ok(all)
+    }
+
+    /// The apps any of `searches` (name substrings) finds, plus the apps of `ids` they did not
+    /// find: a superset of what a caller deciding by exact names and ids needs, without listing
+    /// the whole workspace in session mode (one search per key, one lookup per missing id).
+    pub async fn scoped_app_rows(
+        &self,
+        ws: &Workspace,
+        searches: &[&str],
+        ids: &[&str],
+    ) -> Result<Vec<AppSummary>, Error> {
+        self.within(|| "looking up apps".into(), async {
+            if self.token_mode() {
+                return self.app_rows(ws).await;
+            }
+            let mut found: Vec<AppSummary> = Vec::new();
+            let mut keys: Vec<&str> = searches.iter().copied().filter(|k| !k.is_empty()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                for app in self.app_rows_matching(ws, Some(key)).await? {
+                    if !found.iter().any(|a| a.id == app.id) {
+                        found.push(app);
+                    }
+                }
+            }
+            for id in ids {
+                if found.iter().any(|a| a.id.eq_ignore_ascii_case(id)) {
+                    continue;
+                }
+                if let Some(app) = self.app_row_by_id(ws, id).await? {
+                    found.push(app);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// One app by id without its versions, `None` when the workspace has no such app. Session:
+    /// `GET /api/apps/:id` (404 when absent); should a ToolJet refuse that lookup otherwise,
+    /// or answer with another workspace's app, the full listing decides. Token: the listing.
+    async fn app_row_by_id(&self, ws: &Workspace, id: &str) -> Result<Option<AppSummary>, Error> {
+        if !self.token_mode() {
+            let call = Call::new(Method::GET, RouteKind::Internal, &["apps", id])
+                .org(&ws.id)
+                .about(Resource::App, id);
+            match self.send_json(&call).await {
+                Ok(v) => {
+                    let org = v.get("organization_id").and_then(Value::as_str);
+                    if org.is_none_or(|o| o.eq_ignore_ascii_case(&ws.id)) {
+                        let app = wire::parse_app_object(&v)
+                            .map_err(|d| invalid(&self.route_of(&call), d))?;
+                        return Ok(Some(app));
+                    }
+                }
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(Error::Rejected { .. } | Error::InvalidResponse { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let rows = self.app_rows(ws).await?;
+        Ok(rows.into_iter().find(|a| a.id.eq_ignore_ascii_case(id)))
     }
 
     /// Session mode: `GET /api/apps/:id/versions`.
@@ -98,9 +185,25 @@ impl Client {
 
     /// Finds an app: `"id:<uuid>"` or a bare UUID by id (a UUID that matches no id is tried as
     /// a name), anything else by exact name. Same routes as [`Client::list_apps`].
+    /// In session mode only the app (by id) or the apps whose names contain it are read, not
+    /// the whole workspace.
     pub async fn find_app(&self, ws: &Workspace, ident: &str) -> Result<Option<AppSummary>, Error> {
         self.within(|| "finding the app".into(), async {
-            let rows = self.list_app_rows(ws).await?;
+            let rows = if self.token_mode() {
+                self.app_rows(ws).await?
+            } else {
+                match wire::parse_app_ident(ident) {
+                    wire::AppIdent::Id(id) => {
+                        let mut rows: Vec<AppSummary> =
+                            self.app_row_by_id(ws, &id).await?.into_iter().collect();
+                        if rows.is_empty() && !ident.starts_with("id:") {
+                            rows = self.app_rows_matching(ws, Some(ident)).await?;
+                        }
+                        rows
+                    }
+                    wire::AppIdent::Name(name) => self.app_rows_matching(ws, Some(&name)).await?,
+                }
+            };
             let Some(found) = wire::match_app(&rows, ident).cloned() else {
                 return Ok(None);
             };

@@ -62,7 +62,7 @@ impl Client {
         let parts = wire::check_export(export).map_err(|detail| Error::InvalidExport { detail })?;
         check_app_name(app_name)?;
         let server = self.check_version(parts.tooljet_version).await?;
-        let rows = self.list_app_rows(ws).await?;
+        let rows = self.app_rows_matching(ws, Some(app_name)).await?;
         if rows.iter().any(|a| a.name == app_name) {
             return Err(Error::NameConflict {
                 name: app_name.to_string(),
