@@ -163,6 +163,8 @@ struct Migration {
     prod_calls: Vec<RequestRecord>,
     rss: Option<(u64, u64)>,
     export_bytes: (usize, usize),
+    /// The operator's histograms at the end: where its time went.
+    spent: Vec<String>,
 }
 
 /// What ToolJet's per-app loops did.
@@ -378,6 +380,7 @@ async fn migrate(p: &Parts<'_>, op: &mut Operator, cfg: &Cfg) -> Result<Migratio
         dev_calls: p.dev.requests().split_off(dev0),
         prod_calls: p.prod.requests().split_off(prod0),
         rss: op.rss(),
+        spent: common::operator::time_spent(&op.metrics().await),
         export_bytes: (
             sizes.iter().min().copied().unwrap_or(0),
             sizes.iter().max().copied().unwrap_or(0),
@@ -529,6 +532,12 @@ fn report(cfg: &Cfg, m: &Migration, b: Option<&Baseline>) {
     );
     if let Some((rss, hwm)) = m.rss {
         println!("  operator RSS at the end {}, peak {}", mib(rss), mib(hwm));
+    }
+    println!(
+        "  where the operator's time went (its /metrics histograms, summed over concurrent work):"
+    );
+    for row in &m.spent {
+        println!("    {row}");
     }
     let verdict = |ok: bool| if ok { "MET" } else { "NOT MET" };
     println!(

@@ -1394,3 +1394,78 @@ async fn locks_left_by_a_killed_process_do_not_wedge_the_mirror() -> Result<()> 
     ensure!(!mirror.join("objects/pack/tmp_pack_stale").exists());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ref_moves_are_announced_and_make_other_transports_fetch_again() -> Result<()> {
+    let env = setup()?;
+    let mut moves = env.workers.moves();
+    // A second config on the same repository, with its own read-only key.
+    let key = keys::generate(KeyType::Ed25519, "reader")?;
+    env.server
+        .authorize(&key.info.public_openssh, Access::ReadOnly)?;
+    let reader = Transport {
+        private_key: Some(key.private_openssh),
+        host_keys: HostKeyPolicy::Pinned(env.server.known_hosts_line()?),
+    };
+    // The reader looks first, at an empty repository: no news for anyone.
+    let empty = env
+        .worker
+        .snapshot(reader.clone(), "main", Vec::new(), LONG)
+        .await?;
+    ensure!(empty.commit.is_none() && empty.meta_json.is_none());
+    ensure!(moves.try_recv().is_err(), "the first look is no move");
+    // The writer pushes: the branch appeared, and the reader's hour-old-allowed view is stale.
+    let pushed = env
+        .push(env.job("app-1", "Sales", "v1", "one", "first"))
+        .await?;
+    let (sha, _, _) = committed(&pushed)?;
+    let moved = tokio::time::timeout(Duration::from_secs(5), moves.recv()).await??;
+    ensure!(moved.reference == "refs/heads/main", "{moved:?}");
+    ensure!(moved.repository == env.url.identity());
+    ensure!(moved.concerns(&env.url.identity(), "main"));
+    let fetches = env.worker.stats().fetches;
+    let seen = env
+        .worker
+        .snapshot(reader.clone(), "main", Vec::new(), LONG)
+        .await?;
+    ensure!(seen.commit.as_ref().map(|c| c.sha.as_str()) == Some(sha));
+    ensure!(
+        env.worker.stats().fetches == fetches + 1,
+        "the reader fetched with its own key"
+    );
+    // Seen now: the next read within max_age fetches nothing, and nothing moved.
+    env.worker
+        .snapshot(reader.clone(), "main", Vec::new(), LONG)
+        .await?;
+    ensure!(env.worker.stats().fetches == fetches + 1);
+    ensure!(moves.try_recv().is_err(), "{:?}", moves.try_recv());
+    // A foreign push is seen by the next fetch, and announced.
+    let foreign = env
+        .server
+        .commit_files(REPO, "main", &[("README.md", b"by hand")], "foreign")?;
+    let seen = env
+        .worker
+        .snapshot(reader.clone(), "main", Vec::new(), Duration::ZERO)
+        .await?;
+    ensure!(seen.commit.map(|c| c.sha) == Some(foreign));
+    let moved = tokio::time::timeout(Duration::from_secs(5), moves.recv()).await??;
+    ensure!(moved.reference == "refs/heads/main");
+    // The writer's cached head went with the move: its next check is no stale answer.
+    let head = env
+        .worker
+        .remote_head(env.transport.clone(), "main", LONG)
+        .await?;
+    ensure!(head.as_deref() == Some(env.head()?.as_str()));
+    // The writer pushes again: the reader's record still resolves main, to the old commit,
+    // and must not be believed.
+    let pushed = env
+        .push(env.job("app-1", "Sales", "v1", "two", "second"))
+        .await?;
+    let (sha2, _, _) = committed(&pushed)?;
+    let seen = env
+        .worker
+        .snapshot(reader.clone(), "main", Vec::new(), LONG)
+        .await?;
+    ensure!(seen.commit.map(|c| c.sha).as_deref() == Some(sha2));
+    Ok(())
+}

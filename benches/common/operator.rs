@@ -190,6 +190,30 @@ pub fn metric_deltas(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f6
         .collect()
 }
 
+/// Where the operator's time went: every histogram of `/metrics` (reconciles per kind, git
+/// operations, ToolJet calls) as count, mean and total, the largest total first.
+pub fn time_spent(m: &BTreeMap<String, f64>) -> Vec<String> {
+    let mut rows: Vec<(f64, String)> = m
+        .iter()
+        .filter_map(|(k, count)| {
+            let (name, labels) = k.split_once("_count{")?;
+            let sum = m.get(&format!("{name}_sum{{{labels}"))?;
+            let name = name.strip_prefix("tooljet_gitsync_").unwrap_or(name);
+            (*count > 0.0).then(|| {
+                (
+                    *sum,
+                    format!(
+                        "{name}{{{labels} {count} x {:.0} ms = {sum:.1} s",
+                        1000.0 * sum / count
+                    ),
+                )
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    rows.into_iter().map(|(_, r)| r).collect()
+}
+
 pub fn metric(m: &BTreeMap<String, f64>, series: &str) -> f64 {
     m.get(series).copied().unwrap_or(0.0)
 }

@@ -64,6 +64,8 @@ pub(super) fn timed_out(operation: &str, after: Duration) -> WorkerError {
 pub(super) struct FetchRecord {
     pub(super) at: Instant,
     pub(super) refs: RemoteRefs,
+    /// Another transport saw one of these refs elsewhere since: the next read fetches.
+    pub(super) stale: bool,
 }
 
 /// Remote branch heads learned without a fetch (ls-remote, connection check, push), per
@@ -83,6 +85,12 @@ impl HeadCache {
     ) -> Option<Option<String>> {
         let (at, head) = self.heads.get(&(key, branch.to_owned()))?;
         (at.elapsed() <= max_age).then(|| head.clone())
+    }
+
+    /// Drops the heads of `branch` other than `head`: another transport saw it move.
+    pub(super) fn forget_other(&mut self, branch: &str, head: Option<&str>) {
+        self.heads
+            .retain(|(_, b), (_, h)| b != branch || h.as_deref() == head);
     }
 
     /// Drops heads recorded longer ago than `age`.
@@ -163,6 +171,7 @@ impl Worker {
             FetchRecord {
                 at: Instant::now(),
                 refs,
+                stale: false,
             },
         );
         Ok(())
@@ -210,7 +219,7 @@ impl Worker {
         if self
             .fetches
             .get(&key)
-            .is_some_and(|r| r.at.elapsed() <= max_age)
+            .is_some_and(|r| !r.stale && r.at.elapsed() <= max_age)
         {
             return Ok((key, None));
         }

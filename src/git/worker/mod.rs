@@ -460,6 +460,17 @@ impl Worker {
         };
         if moved {
             tracing::debug!(repository = %self.url, reference, "ref moved");
+            // What other transports (configs) fetched is out of date now; each learns the move
+            // with its own credentials at its next read, never from another's fetch.
+            for record in self.fetches.values_mut() {
+                if record.refs.get(reference) != head.as_ref() {
+                    record.stale = true;
+                }
+            }
+            if let Some(branch) = reference.strip_prefix("refs/heads/") {
+                let hex = head.map(|h| h.to_string());
+                self.heads.forget_other(branch, hex.as_deref());
+            }
             // No receiver (no controller running, e.g. in tests) is not an error.
             let _ = self.moved.send(RefMoved {
                 repository: self.url.identity(),

@@ -60,7 +60,7 @@ impl Worker {
         }
         // A fetch is a ref check too.
         if let Some(record) = self.fetches.get(&key) {
-            if record.at.elapsed() <= max_age {
+            if !record.stale && record.at.elapsed() <= max_age {
                 let refname = format!("refs/heads/{branch}");
                 return Ok(record.refs.get(&refname).map(|id| id.to_string()));
             }
