@@ -11,6 +11,7 @@ use crate::api::{
 use crate::git::worker::{self, PushResult};
 use crate::layout::{self, ExportedApp, Located, Refusal};
 use crate::tooljet::{AppSummary, ConstantKind, WorkspaceConstant};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- Push
 
@@ -393,6 +394,26 @@ pub fn pull_requested(aps: &AppSync, prev: &AppSyncStatus) -> (bool, Option<Stri
     let spec_changed = aps.metadata.generation != prev.last_pulled_generation;
     (new_annotation || spec_changed, annotation)
 }
+
+/// How recent a fetch must be for this pass to read git from the mirror. A new
+/// pull-requested-at annotation ("pull now", typically right after a push) reads the remote
+/// now; a spec change (a new revision, or a new AppSync: hundreds at once when a set is
+/// created) accepts a fetch of the last [`SPEC_CHANGE_FRESHNESS`], so they share one; other
+/// passes accept one of the interval (the ref moves the operator sees re-run them). Pure.
+pub fn git_freshness(aps: &AppSync, prev: &AppSyncStatus, interval: Duration) -> Duration {
+    let (requested, annotation) = pull_requested(aps, prev);
+    let new_annotation = annotation.is_some() && annotation != prev.last_handled_pull_requested_at;
+    if new_annotation {
+        Duration::ZERO
+    } else if requested {
+        SPEC_CHANGE_FRESHNESS.min(interval)
+    } else {
+        interval
+    }
+}
+
+/// The oldest fetch a pass after a spec change reads from.
+pub const SPEC_CHANGE_FRESHNESS: Duration = Duration::from_secs(5);
 
 /// The promotion guard: the version in git must be the expected one. Pure.
 pub fn check_expected_version(

@@ -64,7 +64,8 @@ pub async fn pull(
         &revision,
     );
     let (requested, annotation) = plan::pull_requested(aps, prev);
-    let git = observe_git(aps, ctx, cfg, &revision, requested).await?;
+    let fresh = plan::git_freshness(aps, prev, cfg.valid.interval);
+    let git = observe_git(aps, ctx, cfg, &revision, fresh).await?;
     plan::check_expected_version(spec.expect_version.as_deref(), &git.located, &revision)?;
     let (adopt, adopt_value) = plan::adopt_requested(aps, prev);
     plan::check_git_app(prev, &git.located, adopt)?;
@@ -228,10 +229,9 @@ async fn observe_git(
     ctx: &Context,
     cfg: &ResolvedConfig,
     revision: &str,
-    requested: bool,
+    fresh: Duration,
 ) -> Result<GitApp, Failure> {
     let max_age = cfg.valid.interval;
-    let fresh = if requested { Duration::ZERO } else { max_age };
     let worker = ctx.workers.get(cfg.url());
     let start = Instant::now();
     let snap = worker

@@ -104,8 +104,10 @@ impl Swap<'_> {
                 SwapAction::Promote(id) => {
                     let slug = j.slug.clone().unwrap_or_else(|| current_slug(&apps, &id));
                     client.rename_app(ws, &id, &j.name, &slug).await?;
+                    // Not checkpointed: the next step is decided from the workspace alone
+                    // (the new app carries the name), whatever step status recorded, and the
+                    // pass's status write follows; a kill here resumes the same way.
                     set_step(carry, SwapStep::Promoted);
-                    self.checkpoint(carry).await?;
                 }
                 SwapAction::Finish(app) => {
                     if !self.allow_editing {

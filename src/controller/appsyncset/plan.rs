@@ -224,6 +224,9 @@ pub fn desired(set: &AppSyncSet, app: &FoundApp, name: &str) -> AppSync {
     child.metadata.namespace = set.namespace();
     child.metadata.labels = Some(child_labels(set, app));
     child.metadata.annotations = Some(child_annotations(set, app));
+    // Created with the AppSync controller's finalizer: its first reconcile goes straight to
+    // work instead of spending a pass (and a write) on adding it, hundreds at once.
+    child.metadata.finalizers = Some(vec![api::FINALIZER.to_string()]);
     child.metadata.owner_references = Some(vec![OwnerReference {
         api_version: AppSyncSet::api_version(&()).into_owned(),
         kind: AppSyncSet::kind(&()).into_owned(),

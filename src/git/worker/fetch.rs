@@ -141,6 +141,7 @@ impl Worker {
         key: TransportKey,
     ) -> Result<(), WorkerError> {
         self.ensure_mirror().await?;
+        tracing::debug!(repository = %self.url, "fetch");
         let refs = match self.fetch_once(session).await {
             Ok(refs) => refs,
             // No answer in time: asking again (ls-remote) would only wait as long once more.

@@ -67,6 +67,7 @@ impl Worker {
         }
         let session = self.cli.session(transport).map_err(WorkerError::Git)?;
         bump(&self.stats.ls_remotes, 1);
+        tracing::debug!(repository = %self.url, branch, ?max_age, "ls-remote");
         let head = ls_remote_branch(&session, &self.url, branch)
             .await
             .map_err(WorkerError::Git)?;

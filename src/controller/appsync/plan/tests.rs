@@ -275,6 +275,38 @@ fn pulls_are_requested_by_a_new_annotation_or_a_spec_change() {
     assert!(pull_requested(&aps(1, None), &AppSyncStatus::default()).0);
 }
 
+#[test]
+fn git_is_read_now_on_request_recently_after_a_spec_change_else_per_interval() {
+    let handled = AppSyncStatus {
+        last_pulled_generation: Some(1),
+        last_handled_pull_requested_at: Some("100".into()),
+        ..Default::default()
+    };
+    let minute = Duration::from_secs(60);
+    assert_eq!(
+        git_freshness(&aps(1, Some("100")), &handled, minute),
+        minute
+    );
+    assert_eq!(
+        git_freshness(&aps(1, Some("200")), &handled, minute),
+        Duration::ZERO
+    );
+    assert_eq!(
+        git_freshness(&aps(2, Some("200")), &handled, minute),
+        Duration::ZERO
+    );
+    assert_eq!(
+        git_freshness(&aps(2, Some("100")), &handled, minute),
+        SPEC_CHANGE_FRESHNESS
+    );
+    assert_eq!(
+        git_freshness(&aps(1, None), &AppSyncStatus::default(), minute),
+        SPEC_CHANGE_FRESHNESS
+    );
+    let short = Duration::from_secs(1);
+    assert_eq!(git_freshness(&aps(2, None), &handled, short), short);
+}
+
 fn located(version: &str) -> Located {
     Located {
         git_app_id: "g1".into(),
