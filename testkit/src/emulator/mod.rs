@@ -5,7 +5,9 @@
 //! (`POST /api/authenticate`, cookie `tj_auth_token`, header `tj-workspace-id`), the internal
 //! export/import routes, unique app names per workspace, refusal of exports from a newer ToolJet,
 //! ToolJet's export JSON shape with ids and timestamps that change on every import, and the
-//! 50 MB body limit. Tests inspect and change its state directly and inject faults.
+//! 50 MB body limit. Environments, workspace constants and global data sources follow
+//! `tooljet-constants-datasources.md` (routes in `routes/constants.rs` and
+//! `routes/datasources.rs`). Tests inspect and change its state directly and inject faults.
 
 mod model;
 mod routes;
