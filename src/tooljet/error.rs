@@ -97,6 +97,10 @@ pub enum Error {
     /// The app name cannot be used in ToolJet (empty, or longer than ToolJet's 50 characters).
     #[error("app name {name:?} cannot be used in ToolJet: {detail}")]
     InvalidName { name: String, detail: String },
+    /// A workspace constant (or data-source option) cannot be written as given: ToolJet's DTO
+    /// would refuse it. Names the key, never the value.
+    #[error("workspace constant {key:?} cannot be written to ToolJet: {detail}")]
+    InvalidConstant { key: String, detail: String },
     /// The credentials Secret is unusable.
     #[error("the ToolJet credentials Secret is unusable: {detail}; it needs the key `token` (External API token) or the keys `email` and `password` (a ToolJet user)")]
     InvalidCredentials { detail: String },
@@ -139,6 +143,8 @@ impl Error {
             }
             Error::InvalidExport { .. } => Reason::InvalidExport,
             Error::InvalidName { .. } => Reason::InvalidAppName,
+            // No reason of its own yet (`src/api` is out of this change's scope).
+            Error::InvalidConstant { .. } => Reason::ToolJetRejected,
             Error::InvalidCredentials { .. } => Reason::InvalidCredentials,
             Error::InvalidUrl { .. } => Reason::InvalidToolJetURL,
             Error::InsecureUrl { .. } => Reason::InsecureToolJetURL,

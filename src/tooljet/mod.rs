@@ -12,7 +12,9 @@
 //! `error`, `wire` and `version` and is unit-tested there.
 
 mod client;
+mod constants;
 mod credentials;
+mod datasources;
 mod error;
 mod replace;
 pub mod version;
@@ -21,7 +23,12 @@ mod wire;
 use std::time::Duration;
 
 pub use client::Client;
+pub use constants::{
+    check_constant_name, check_constant_value, ConstantEntry, Environment, MAX_CONSTANT_NAME,
+    MAX_CONSTANT_VALUE,
+};
 pub use credentials::Credentials;
+pub use datasources::{merge_options, DataSource, OptionEntry, OptionValue};
 pub use error::{Error, Resource};
 pub(crate) use replace::import_refused;
 pub use replace::SwapNames;

@@ -137,7 +137,14 @@ impl Client {
 
     /// The error text of an unsuccessful answer, redacted and bounded.
     pub(super) fn quote_body(&self, answer: &Answer) -> String {
-        let secrets = self.secrets();
+        self.quote_body_without(answer, &[])
+    }
+
+    /// Like [`Client::quote_body`], also redacting `extra`: the secret values a call sends
+    /// (a constant's value, a data source's credentials), which a server may echo.
+    pub(super) fn quote_body_without(&self, answer: &Answer, extra: &[SecretString]) -> String {
+        let mut secrets = self.secrets();
+        secrets.extend(extra.iter().map(|s| s.expose_secret().to_string()));
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         body_message(&answer.body, &refs, answer.cut_short)
     }

@@ -3,10 +3,13 @@
 //! redaction, backoff), `session` (session login), `transport` (one authenticated call with
 //! retries and status mapping), then the operations: `apps` (listing, finding, exporting),
 //! `workspaces` (workspaces and the server version), `import` (importing, renaming, deleting
-//! and locking apps) and `constants`. `replace_app` lives in `../replace.rs`.
+//! and locking apps), `environments`, `constants` (names, and the values per environment) and
+//! `datasources` (global data sources and their options). `replace_app` lives in `../replace.rs`.
 
 mod apps;
 mod constants;
+mod datasources;
+mod environments;
 mod http;
 mod import;
 mod session;

@@ -5,7 +5,7 @@
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION};
 use reqwest::{Method, RequestBuilder};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::http::{invalid, sensitive, Answer, AnswerSize, Reply};
@@ -32,6 +32,8 @@ pub(crate) struct Call {
     what: String,
     name: Option<String>,
     versions: Option<(String, String)>,
+    /// Secret values in the body, redacted from anything quoted back.
+    secrets: Vec<SecretString>,
 }
 
 impl Call {
@@ -50,6 +52,7 @@ impl Call {
             what: String::new(),
             name: None,
             versions: None,
+            secrets: Vec::new(),
         }
     }
     pub(crate) fn org(mut self, org: &str) -> Call {
@@ -83,6 +86,11 @@ impl Call {
     }
     pub(crate) fn naming(mut self, name: &str) -> Call {
         self.name = Some(name.to_string());
+        self
+    }
+    /// The body carries `secret`: it is redacted from error texts quoted from the answer.
+    pub(crate) fn secret(mut self, secret: &SecretString) -> Call {
+        self.secrets.push(secret.clone());
         self
     }
     pub(crate) fn versions(mut self, export: &str, server: &str) -> Call {
@@ -220,7 +228,7 @@ impl Client {
                 ),
             );
         }
-        let message = self.quote_body(answer);
+        let message = self.quote_body_without(answer, &call.secrets);
         match classify_status(status.as_u16(), &self.context(call, path), &message) {
             Error::PayloadTooLarge { limit, .. } => Error::PayloadTooLarge {
                 size: call.body.as_ref().map(|b| b.len() as u64),

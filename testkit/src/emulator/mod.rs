@@ -5,7 +5,9 @@
 //! (`POST /api/authenticate`, cookie `tj_auth_token`, header `tj-workspace-id`), the internal
 //! export/import routes, unique app names per workspace, refusal of exports from a newer ToolJet,
 //! ToolJet's export JSON shape with ids and timestamps that change on every import, and the
-//! 50 MB body limit. Tests inspect and change its state directly and inject faults.
+//! 50 MB body limit. Environments, workspace constants and global data sources follow
+//! `tooljet-constants-datasources.md` (routes in `routes/constants.rs` and
+//! `routes/datasources.rs`). Tests inspect and change its state directly and inject faults.
 
 mod model;
 mod routes;
@@ -19,11 +21,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use model::{
-    sample_content, AppRec, ConstantRec, Fault, FaultAction, RequestRecord, VersionRec,
-    WorkspaceRec,
+    add_postgres_source, sample_content, AppRec, ConstantRec, DataSourceOption, DataSourceRec,
+    DataSourceWrite, EnvironmentRec, Fault, FaultAction, RequestRecord, VersionRec, WorkspaceRec,
 };
 
-use model::{export_json, new_id, now, State, VersionSelection};
+use model::{export_json, new_id, now, State, StoredConstant, VersionSelection};
 use routes::{lock, Shared};
 
 /// How the emulated ToolJet is set up.
@@ -41,8 +43,13 @@ pub struct EmulatorConfig {
     pub email: Option<String>,
     /// Login password.
     pub password: Option<String>,
-    /// Community Edition: `/api/ext`, `/api/v2/ext` and GitSync routes answer 404.
+    /// Community Edition: `/api/ext`, `/api/v2/ext` and GitSync routes answer 404, and
+    /// writes of constants and data-source options fan out to every environment (no
+    /// multi-environment licence).
     pub community: bool,
+    /// An old Community Edition workspace with a single `production` environment (2.x CE);
+    /// off = development/staging/production, as current ToolJet seeds for every workspace.
+    pub single_environment: bool,
     /// Offer the External API v2 (`/api/v2/ext`, late-2025 EE). Off = a 3.16 LTS EE.
     pub ext_v2: bool,
     /// Offer GitSync's `PUT /api/app-git/:appId/configs`.
@@ -70,6 +77,7 @@ impl Default for EmulatorConfig {
             email: Some("admin@example.com".into()),
             password: Some(format!("pw-{}", new_id())),
             community: false,
+            single_environment: false,
             ext_v2: true,
             gitsync: true,
             external_api_licensed: true,
@@ -277,26 +285,198 @@ impl Emulator {
         ))
     }
 
-    /// Workspace constants of `ws`.
+    /// Workspace constants of `ws` with their REAL (unmasked) values.
     pub fn constants(&self, ws: &str) -> Vec<ConstantRec> {
-        lock(&self.state)
-            .constants
+        let st = lock(&self.state);
+        let envs = st.environments(ws);
+        let default = envs.iter().find(|e| e.is_default).map(|e| e.id.clone());
+        st.constants
             .get(ws)
-            .cloned()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| ConstantRec {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        secret: c.secret,
+                        value: default
+                            .as_ref()
+                            .and_then(|d| c.values.get(d))
+                            .cloned()
+                            .unwrap_or_default(),
+                        values: envs
+                            .iter()
+                            .map(|e| {
+                                (
+                                    e.name.clone(),
+                                    c.values.get(&e.id).cloned().unwrap_or_default(),
+                                )
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// Adds or replaces a workspace constant.
+    /// The REAL value of constant `name` (Secret if `secret`) in the environment named
+    /// `env` (`development`, `staging`, `production`); `None` if there is no such constant.
+    pub fn constant_value(&self, ws: &str, name: &str, secret: bool, env: &str) -> Option<String> {
+        self.constants(ws)
+            .into_iter()
+            .find(|c| c.name == name && c.secret == secret)
+            .and_then(|c| c.values.get(env).cloned())
+    }
+
+    /// Adds or replaces (same name and type) a workspace constant, `value` in every
+    /// environment.
     pub fn set_constant(&self, ws: &str, name: &str, secret: bool, value: &str) {
         let mut st = lock(&self.state);
+        let values = st
+            .environments(ws)
+            .into_iter()
+            .map(|e| (e.id, value.to_string()))
+            .collect();
+        let t = now();
         let list = st.constants.entry(ws.to_string()).or_default();
-        list.retain(|c| c.name != name);
-        list.push(ConstantRec {
+        list.retain(|c| !(c.name == name && c.secret == secret));
+        list.push(StoredConstant {
             id: new_id(),
             name: name.to_string(),
             secret,
-            value: value.to_string(),
+            values,
+            created_at: t.clone(),
+            updated_at: t,
         });
+    }
+
+    /// Removes every constant of `ws`.
+    pub fn clear_constants(&self, ws: &str) {
+        lock(&self.state).constants.remove(ws);
+    }
+
+    /// The environments of `ws`, priority order.
+    pub fn environments(&self, ws: &str) -> Vec<EnvironmentRec> {
+        lock(&self.state).environments(ws)
+    }
+
+    /// The id of the environment named `name` in `ws`.
+    pub fn environment_id(&self, ws: &str, name: &str) -> Option<String> {
+        self.environments(ws)
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| e.id)
+    }
+
+    /// Global data sources of `ws`, with their REAL option values (secrets included).
+    pub fn data_sources(&self, ws: &str) -> Vec<DataSourceRec> {
+        lock(&self.state)
+            .data_sources
+            .iter()
+            .filter(|d| d.workspace_id == ws)
+            .cloned()
+            .collect()
+    }
+
+    /// The data source named `name` in `ws`.
+    pub fn data_source(&self, ws: &str, name: &str) -> Option<DataSourceRec> {
+        self.data_sources(ws).into_iter().find(|d| d.name == name)
+    }
+
+    /// Creates a global data source in `ws` with the same `options` (key, value, encrypted)
+    /// in every environment; encrypted values are stored as credentials. Returns its id.
+    pub fn create_data_source(
+        &self,
+        ws: &str,
+        name: &str,
+        kind: &str,
+        options: &[(&str, Value, bool)],
+    ) -> String {
+        let mut st = lock(&self.state);
+        let envs = st.environments(ws);
+        let id = new_id();
+        let t = now();
+        let per_env = |_: &EnvironmentRec| -> Vec<(String, DataSourceOption)> {
+            options
+                .iter()
+                .map(|(k, v, enc)| {
+                    (
+                        k.to_string(),
+                        DataSourceOption {
+                            value: Some(v.clone()),
+                            encrypted: *enc,
+                            credential_id: enc.then(new_id),
+                        },
+                    )
+                })
+                .collect()
+        };
+        let options = envs.iter().map(|e| (e.id.clone(), per_env(e))).collect();
+        st.data_sources.push(DataSourceRec {
+            id: id.clone(),
+            workspace_id: ws.to_string(),
+            name: name.to_string(),
+            kind: kind.to_string(),
+            ds_type: "default".into(),
+            plugin_id: None,
+            options,
+            created_at: t.clone(),
+            updated_at: t,
+        });
+        id
+    }
+
+    /// The REAL stored value of option `key` of data source `ds_id` in the environment named
+    /// `env`; `None` when the option or its value is absent.
+    pub fn data_source_value(&self, ds_id: &str, env: &str, key: &str) -> Option<Value> {
+        let st = lock(&self.state);
+        let ds = st.data_sources.iter().find(|d| d.id == ds_id)?;
+        let env_id = st
+            .environments(&ds.workspace_id)
+            .into_iter()
+            .find(|e| e.name == env)?
+            .id;
+        ds.option(&env_id, key)?.value.clone()
+    }
+
+    /// Stores an OAuth `tokenData` option on data source `ds_id` in the environment named
+    /// `env` (what ToolJet keeps after an OAuth consent), replacing any before.
+    pub fn set_token_data(&self, ds_id: &str, env: &str, value: Value) -> bool {
+        let mut st = lock(&self.state);
+        let Some(ws) = st
+            .data_sources
+            .iter()
+            .find(|d| d.id == ds_id)
+            .map(|d| d.workspace_id.clone())
+        else {
+            return false;
+        };
+        let Some(env_id) = st
+            .environments(&ws)
+            .into_iter()
+            .find(|e| e.name == env)
+            .map(|e| e.id)
+        else {
+            return false;
+        };
+        let Some(ds) = st.data_sources.iter_mut().find(|d| d.id == ds_id) else {
+            return false;
+        };
+        let opts = ds.options.entry(env_id).or_default();
+        opts.retain(|(k, _)| k != "tokenData");
+        opts.push((
+            "tokenData".into(),
+            DataSourceOption {
+                value: Some(value),
+                encrypted: false,
+                credential_id: None,
+            },
+        ));
+        true
+    }
+
+    /// Every `PUT /api/data-sources/:id` applied so far.
+    pub fn data_source_writes(&self) -> Vec<DataSourceWrite> {
+        lock(&self.state).data_source_writes.clone()
     }
 
     /// Injects a fault (see [`Fault`]).
@@ -337,7 +517,8 @@ impl Emulator {
         lock(&self.state).config.version = version.to_string();
     }
 
-    /// Switches Community mode (External API and GitSync routes 404).
+    /// Switches Community mode (External API and GitSync routes 404, constant and
+    /// data-source writes to every environment).
     pub fn set_community(&self, on: bool) {
         lock(&self.state).config.community = on;
     }

@@ -44,13 +44,82 @@ pub struct AppRec {
     pub updated_at: String,
 }
 
-/// A workspace constant.
+/// A workspace constant as tests see it: `value` is the default (production) environment's
+/// real value, `values` every environment's real value by environment name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConstantRec {
     pub id: String,
     pub name: String,
     pub secret: bool,
     pub value: String,
+    pub values: BTreeMap<String, String>,
+}
+
+/// A stored constant (`organization_constants` + `org_environment_constant_values`): real
+/// values per environment id; `''` where nothing was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredConstant {
+    pub id: String,
+    pub name: String,
+    pub secret: bool,
+    pub values: BTreeMap<String, String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An environment of a workspace (`app_environments`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentRec {
+    pub id: String,
+    pub name: String,
+    pub priority: u32,
+    pub is_default: bool,
+}
+
+/// One option of a data source in one environment. For an encrypted option `value` is the
+/// real (decrypted) credential, which no route ever returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSourceOption {
+    pub value: Option<Value>,
+    pub encrypted: bool,
+    pub credential_id: Option<String>,
+}
+
+/// A global data source (3.x `data_sources` + `data_source_options`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSourceRec {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub kind: String,
+    /// `default` or `sample`.
+    pub ds_type: String,
+    pub plugin_id: Option<String>,
+    /// Options per environment id, in the order they were written.
+    pub options: BTreeMap<String, Vec<(String, DataSourceOption)>>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl DataSourceRec {
+    /// The stored option `key` in environment `env_id`.
+    pub fn option(&self, env_id: &str, key: &str) -> Option<&DataSourceOption> {
+        self.options
+            .get(env_id)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, o)| o)
+    }
+}
+
+/// One `PUT /api/data-sources/:id` as the emulator applied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataSourceWrite {
+    pub data_source_id: String,
+    /// Environment ids written (all of them in Community Edition).
+    pub environments: Vec<String>,
+    /// Option keys sent, in order.
+    pub keys: Vec<String>,
 }
 
 /// What an injected fault does.
@@ -158,7 +227,9 @@ pub(crate) struct State {
     pub instance_id: String,
     pub workspaces: Vec<WorkspaceRec>,
     pub apps: Vec<AppRec>,
-    pub constants: HashMap<String, Vec<ConstantRec>>,
+    pub constants: HashMap<String, Vec<StoredConstant>>,
+    pub data_sources: Vec<DataSourceRec>,
+    pub data_source_writes: Vec<DataSourceWrite>,
     pub sessions: HashMap<String, Session>,
     pub faults: Vec<Fault>,
     pub requests: Vec<RequestRecord>,
@@ -505,6 +576,71 @@ pub(crate) fn version_greater(a: &str, b: &str) -> bool {
     parse(a) > parse(b)
 }
 
+/// The environments of `ws`, priority order: development(1), staging(2), production(3,
+/// default); only production for an old Community Edition (`single_environment`).
+pub(crate) fn environments_of(ws: &WorkspaceRec, single_environment: bool) -> Vec<EnvironmentRec> {
+    let names = ["development", "staging", "production"];
+    ws.environments
+        .iter()
+        .zip(names)
+        .enumerate()
+        .filter(|(i, _)| !single_environment || *i == 2)
+        .map(|(i, (id, name))| EnvironmentRec {
+            id: id.clone(),
+            name: name.to_string(),
+            priority: i as u32 + 1,
+            is_default: i == 2,
+        })
+        .collect()
+}
+
+/// Data sources every workspace has built in, which an import maps instead of creating
+/// (`app-import-export.service.ts`, `DefaultDataSourceKinds`).
+pub(crate) const STATIC_DATA_SOURCE_KINDS: &[&str] = &[
+    "restapidefault",
+    "runjsdefault",
+    "runpydefault",
+    "tooljetdbdefault",
+    "workflowsdefault",
+];
+
+/// Adds a postgres data source `name` with options for every environment id in `env_ids` to
+/// app content (or an `appV2`), its `password` encrypted as ToolJet exports it:
+/// `{credential_id, encrypted:true}` and no value.
+pub fn add_postgres_source(content: &mut Value, name: &str, env_ids: &[String]) -> String {
+    let t = now();
+    let id = new_id();
+    let Some(map) = content.as_object_mut() else {
+        return id;
+    };
+    let sources = map.entry("dataSources").or_insert_with(|| json!([]));
+    if let Some(list) = sources.as_array_mut() {
+        list.push(
+            json!({"id": id, "name": name, "kind": "postgresql", "type": "default",
+                         "scope": "global", "pluginId": null, "createdAt": t, "updatedAt": t}),
+        );
+    }
+    let options = map.entry("dataSourceOptions").or_insert_with(|| json!([]));
+    if let Some(list) = options.as_array_mut() {
+        for env in env_ids {
+            list.push(json!({
+                "id": new_id(), "dataSourceId": id, "environmentId": env,
+                "options": {
+                    "connection_type": {"value": "manual", "encrypted": false},
+                    "host": {"value": "db.example.invalid", "encrypted": false},
+                    "port": {"value": 5432, "encrypted": false},
+                    "database": {"value": "app", "encrypted": false},
+                    "username": {"value": "app", "encrypted": false},
+                    "password": {"credential_id": new_id(), "encrypted": true},
+                    "ssl_enabled": {"value": false, "encrypted": false}
+                },
+                "createdAt": t, "updatedAt": t
+            }));
+        }
+    }
+    id
+}
+
 impl State {
     pub(crate) fn new(config: EmulatorConfig) -> State {
         let workspaces: Vec<WorkspaceRec> = config
@@ -519,20 +655,31 @@ impl State {
             .collect();
         let mut constants = HashMap::new();
         for ws in &workspaces {
+            let envs = environments_of(ws, config.single_environment);
+            let all = |value: &str| -> BTreeMap<String, String> {
+                envs.iter()
+                    .map(|e| (e.id.clone(), value.to_string()))
+                    .collect()
+            };
+            let t = now();
             constants.insert(
                 ws.id.clone(),
                 vec![
-                    ConstantRec {
+                    StoredConstant {
                         id: new_id(),
                         name: "API_BASE_URL".into(),
                         secret: false,
-                        value: "https://api.example.invalid".into(),
+                        values: all("https://api.example.invalid"),
+                        created_at: t.clone(),
+                        updated_at: t.clone(),
                     },
-                    ConstantRec {
+                    StoredConstant {
                         id: new_id(),
                         name: "ORDERS_API_KEY".into(),
                         secret: true,
-                        value: "emulated-secret-value".into(),
+                        values: all("emulated-secret-value"),
+                        created_at: t.clone(),
+                        updated_at: t,
                     },
                 ],
             );
@@ -544,6 +691,8 @@ impl State {
             workspaces,
             apps: Vec::new(),
             constants,
+            data_sources: Vec::new(),
+            data_source_writes: Vec::new(),
             sessions: HashMap::new(),
             faults: Vec::new(),
             requests: Vec::new(),
@@ -670,7 +819,108 @@ impl State {
         let app_v2 = definition.get("appV2").unwrap_or(definition);
         let versions = version_names_of(app_v2);
         let content = refresh_ids(&content_of(app_v2), &now());
-        self.create_app(ws, name, content, &versions)
+        let app = self.create_app(ws, name, content, &versions)?;
+        self.import_data_sources(ws, app_v2);
+        Ok(app)
+    }
+
+    /// The environments of workspace `ws`.
+    pub(crate) fn environments(&self, ws: &str) -> Vec<EnvironmentRec> {
+        self.workspace(ws)
+            .map(|w| environments_of(w, self.config.single_environment))
+            .unwrap_or_default()
+    }
+
+    /// What an import does with the app's data sources (reference §3.2,
+    /// `findOrCreateDataSourceForAppVersion`): static and sample ones map to the workspace's
+    /// own; a global one of the same name and kind is reused with its options untouched;
+    /// otherwise a global one is created with the exported non-encrypted options and an empty
+    /// credential (`''`) for every encrypted one, per environment matched by name (envs the
+    /// export lacks get the default env's options).
+    pub(crate) fn import_data_sources(&mut self, ws: &str, app_v2: &Value) {
+        let Some(sources) = app_v2.get("dataSources").and_then(Value::as_array) else {
+            return;
+        };
+        let exported_envs: HashMap<String, String> = app_v2
+            .get("appEnvironments")
+            .and_then(Value::as_array)
+            .map(|envs| {
+                envs.iter()
+                    .filter_map(|e| {
+                        Some((
+                            e.get("id")?.as_str()?.to_string(),
+                            e.get("name")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let source_options: Vec<&Value> = app_v2
+            .get("dataSourceOptions")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        let targets = self.environments(ws);
+        for ds in sources {
+            let s = |k: &str| ds.get(k).and_then(Value::as_str).unwrap_or_default();
+            let (id, name, kind, ds_type) = (s("id"), s("name"), s("kind"), s("type"));
+            if name.is_empty()
+                || kind.is_empty()
+                || ds_type == "static"
+                || ds_type == "sample"
+                || STATIC_DATA_SOURCE_KINDS.contains(&kind)
+                || STATIC_DATA_SOURCE_KINDS.contains(&name)
+            {
+                continue;
+            }
+            if self
+                .data_sources
+                .iter()
+                .any(|d| d.workspace_id == ws && d.name == name && d.kind == kind)
+            {
+                continue;
+            }
+            let per_env: Vec<(Option<String>, &Value)> = source_options
+                .iter()
+                .filter(|o| o.get("dataSourceId").and_then(Value::as_str) == Some(id))
+                .map(|o| {
+                    let env = o
+                        .get("environmentId")
+                        .and_then(Value::as_str)
+                        .and_then(|e| exported_envs.get(e).cloned());
+                    (env, o.get("options").unwrap_or(&Value::Null))
+                })
+                .collect();
+            let fallback = per_env
+                .iter()
+                .find(|(env, _)| env.as_deref() == Some("production"))
+                .or_else(|| per_env.first())
+                .map(|(_, o)| *o);
+            let mut options = BTreeMap::new();
+            for env in &targets {
+                let exported = per_env
+                    .iter()
+                    .find(|(n, _)| n.as_deref() == Some(env.name.as_str()))
+                    .map(|(_, o)| *o)
+                    .or(fallback);
+                options.insert(env.id.clone(), options_for_create(exported));
+            }
+            let t = now();
+            self.data_sources.push(DataSourceRec {
+                id: new_id(),
+                workspace_id: ws.to_string(),
+                name: name.to_string(),
+                kind: kind.to_string(),
+                ds_type: "default".into(),
+                plugin_id: ds
+                    .get("pluginId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                options,
+                created_at: t.clone(),
+                updated_at: t,
+            });
+        }
     }
 
     pub(crate) fn apply_fault(&mut self, method: &str, path: &str) -> Option<FaultAction> {
@@ -688,6 +938,34 @@ impl State {
         }
         Some(action)
     }
+}
+
+/// `parseOptionsForCreate(options, resetSecureData=true)`: non-encrypted values copied,
+/// encrypted ones become a new, empty credential.
+fn options_for_create(exported: Option<&Value>) -> Vec<(String, DataSourceOption)> {
+    let Some(map) = exported.and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(k, _)| k.as_str() != "tokenData")
+        .map(|(k, o)| {
+            let encrypted = o.get("encrypted").and_then(Value::as_bool).unwrap_or(false);
+            let opt = if encrypted {
+                DataSourceOption {
+                    value: Some(json!("")),
+                    encrypted: true,
+                    credential_id: Some(new_id()),
+                }
+            } else {
+                DataSourceOption {
+                    value: o.get("value").cloned(),
+                    encrypted: false,
+                    credential_id: None,
+                }
+            };
+            (k.clone(), opt)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -17,6 +17,9 @@ use super::model::{
     export_json, is_uuid, new_id, now, version_greater, AppRec, FaultAction, RequestRecord,
     Session, State as Emu, VersionSelection, WorkspaceRec,
 };
+
+mod constants;
+mod datasources;
 
 pub(crate) type Shared = Arc<Mutex<Emu>>;
 
@@ -83,7 +86,27 @@ pub(crate) fn router(shared: Shared, max_body: usize) -> Router {
         .route("/api/authenticate", post(authenticate))
         .route("/api/authenticate/{org}", post(authenticate_org))
         .route("/api/organizations", get(organizations))
-        .route("/api/organization-constants", get(constants))
+        .route("/api/app-environments", get(constants::list_environments))
+        .route(
+            "/api/organization-constants",
+            get(constants::list).post(constants::create),
+        )
+        .route(
+            "/api/organization-constants/environment/{env}",
+            get(constants::in_environment),
+        )
+        .route(
+            "/api/organization-constants/{id}",
+            patch(constants::update).delete(constants::delete),
+        )
+        .route(
+            "/api/data-sources/{id}",
+            get(datasources::list).put(datasources::update),
+        )
+        .route(
+            "/api/data-sources/{id}/environment/{env}",
+            get(datasources::in_environment),
+        )
         .route("/api/apps", get(list_apps))
         .route(
             "/api/apps/{id}",
@@ -101,6 +124,10 @@ pub(crate) fn router(shared: Shared, max_body: usize) -> Router {
         )
         .route("/api/ext/import/workspace/{ws}/apps", post(ext_import))
         .route("/api/v2/ext/workspaces/{ws}", get(v2_workspace))
+        .route(
+            "/api/v2/ext/workspaces/{ws}/environments",
+            get(constants::ext_v2_environments),
+        )
         .route(
             "/api/v2/ext/workspaces/{ws}/apps/{app}",
             get(v2_get_app).patch(v2_patch_app).delete(v2_delete_app),
@@ -345,34 +372,6 @@ async fn organizations(State(s): State<Shared>, headers: HeaderMap) -> Response 
         200,
         json!({"organizations": orgs, "total_count": st.workspaces.len()}),
     )
-}
-
-/// `GET /api/organization-constants` (`modules/organization-constants/controller.ts`):
-/// secrets are listed by name only.
-async fn constants(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    let st = lock(&s);
-    let ws = match session_guard(&st, &headers, true) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let list: Vec<Value> = st
-        .constants
-        .get(&ws.id)
-        .map(|cs| {
-            cs.iter()
-                .map(|c| {
-                    if c.secret {
-                        json!({"name": c.name})
-                    } else {
-                        let envs = ["development", "staging", "production"];
-                        json!({"id": c.id, "name": c.name, "type": "Global",
-                               "values": envs.iter().zip(ws.environments.iter()).map(|(n, id)| json!({"environmentName": n, "value": c.value, "id": id})).collect::<Vec<_>>()})
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    respond(200, json!({ "constants": list }))
 }
 
 fn app_row(app: &AppRec, user_id: &str) -> Value {
