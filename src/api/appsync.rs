@@ -117,6 +117,10 @@ pub struct PullSpec {
     /// Leave the imported app editable in ToolJet (default: made read-only, as ToolJet does).
     #[serde(default)]
     pub allow_editing: bool,
+    /// Hold the import while the app references workspace constants or secrets that neither
+    /// the target workspace has nor the GitSyncConfig's `spec.tooljet.constants` declares.
+    #[serde(default)]
+    pub require_constants: bool,
 }
 
 /// When pulled updates are applied.
@@ -173,6 +177,10 @@ pub struct AppSyncStatus {
     /// apps of these names are deleted when they appear, for a while.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub abandoned: Vec<Abandoned>,
+    /// Pull: the app's data sources whose credentials the GitSyncConfig does not declare
+    /// (`spec.tooljet.dataSources`): an import leaves their secret options empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_sources_without_credentials: Vec<String>,
 }
 
 /// What an AppSync owns.

@@ -143,6 +143,66 @@ pub struct ToolJetSpec {
     /// never leaves a trusted network (e.g. a service mesh with mTLS). Loopback needs no opt-in.
     #[serde(default, rename = "allowInsecureHTTP")]
     pub allow_insecure_http: bool,
+    /// Workspace constants kept in ToolJet from Secrets or ConfigMaps: every key of a source
+    /// is a constant (ToolJet exports carry none, so an app pulled here needs them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub constants: Vec<ConstantSource>,
+    /// Data-source credentials kept in ToolJet from Secrets (exports carry no secret option,
+    /// so a data source an import creates here has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub data_sources: Vec<DataSourceCredentials>,
+}
+
+/// Where constants come from: exactly one of `secretRef` and `configMapRef`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConstantSource {
+    /// A Secret in the GitSyncConfig's namespace; every key becomes a constant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// A ConfigMap in the GitSyncConfig's namespace; every key becomes a constant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<SecretRef>,
+    /// The ToolJet environment (`development`, `staging` or `production`); every environment
+    /// when absent. ToolJet's Community Edition writes one value to every environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub environment: Option<String>,
+    /// Keys made Global constants (`{{constants.KEY}}`, visible to the app's users); every
+    /// other key is a Secret constant (`{{secrets.KEY}}`, resolved on the server only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub global: Vec<String>,
+    /// Delete the constants the operator created from this source when their key leaves it.
+    /// Constants it did not create are never deleted.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+/// The credentials of one data source of the workspace.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSourceCredentials {
+    /// The data source's name, as the app's export names it.
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    /// The ToolJet environment; every environment when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub environment: Option<String>,
+    /// The Secret whose keys are option names (`password`, `api_key`, ...); each is written as
+    /// an encrypted option, every other option of the data source is kept as it is.
+    pub options_from: OptionsFrom,
+}
+
+/// Where a data source's secret options come from.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OptionsFrom {
+    /// A Secret in the GitSyncConfig's namespace.
+    pub secret_ref: SecretRef,
 }
 
 /// Reference to a Secret in the same namespace.
@@ -201,6 +261,56 @@ pub struct GitSyncConfigStatus {
     /// The last `gitsync.tooljet.io/rotate-key` value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_rotate_key: Option<String>,
+    /// The constants and data-source credentials kept in ToolJet (names only, never values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<ValuesStatus>,
+}
+
+/// What the operator keeps in the workspace from `spec.tooljet.constants` and `dataSources`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ValuesStatus {
+    /// Constants in the workspace as the sources declare them (at most 200 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constants: Vec<ManagedConstant>,
+    /// Declared data sources and where their credentials stand (at most 50 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_sources: Vec<ManagedDataSource>,
+    /// Keys that were not sent because ToolJet would refuse them, with why (never a value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+    /// Said when a per-environment value was asked for: what ToolJet editions do with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One constant the operator keeps.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedConstant {
+    /// Constant name.
+    pub name: String,
+    /// `Global` or `Secret`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Environments it is kept in.
+    pub environments: Vec<String>,
+}
+
+/// One declared data source.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedDataSource {
+    /// Data-source name.
+    pub name: String,
+    /// Environments its credentials are kept in.
+    pub environments: Vec<String>,
+    /// The option names written (the Secret's keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// `Applied`, or `Waiting` while the workspace has no data source of that name (an
+    /// import creates it; its credentials are written then).
+    pub state: String,
 }
 
 /// Repository facts from the last check.

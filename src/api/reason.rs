@@ -210,6 +210,19 @@ reasons! {
     UnsupportedRepositoryLayout,
     /// `spec.repository.url` is a `file://` URL the operator does not accept (no `--allow-file-urls`, or inside its data directory).
     FileURLNotAllowed,
+    // --- constants and data-source credentials
+    /// GitSyncConfig: the declared constants and data-source credentials are in the workspace.
+    ValuesApplied,
+    /// GitSyncConfig: `spec.tooljet.constants` or `dataSources` with token credentials (ToolJet's External API has no route for them).
+    ConstantsNeedSession,
+    /// GitSyncConfig: a Secret or ConfigMap named in `spec.tooljet.constants` or `dataSources` does not exist.
+    ValuesSourceNotFound,
+    /// GitSyncConfig: a constant ToolJet would refuse (name pattern or length, empty or too long value); not sent.
+    InvalidConstant,
+    /// GitSyncConfig: ToolJet failed a constants or data-source call; retried.
+    ValuesFailed,
+    /// A spec entry the CRD schema cannot express the rule of (e.g. exactly one of two fields).
+    InvalidSpec,
 }
 
 impl fmt::Display for Reason {

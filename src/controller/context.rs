@@ -98,6 +98,51 @@ pub type PushClaims = std::collections::BTreeMap<String, (String, std::time::Ins
 /// What an AppSyncSet listed: the apps, and the commit read (Pull).
 pub type SetListing = Arc<super::appsyncset::plan::Listing>;
 
+/// A channel of GitSyncConfigs to reconcile now; its receiver is taken once, by the
+/// GitSyncConfig controller.
+pub struct ConfigWakeups {
+    tx: tokio::sync::mpsc::UnboundedSender<
+        kube::runtime::reflector::ObjectRef<crate::api::GitSyncConfig>,
+    >,
+    rx: std::sync::Mutex<
+        Option<
+            tokio::sync::mpsc::UnboundedReceiver<
+                kube::runtime::reflector::ObjectRef<crate::api::GitSyncConfig>,
+            >,
+        >,
+    >,
+}
+
+impl Default for ConfigWakeups {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        ConfigWakeups {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl ConfigWakeups {
+    /// Asks for a pass of `gsc` now (coalesced with any pending one by the controller).
+    pub fn wake(&self, gsc: &crate::api::GitSyncConfig) {
+        let _ = self
+            .tx
+            .send(kube::runtime::reflector::ObjectRef::from_obj(gsc));
+    }
+
+    /// The receiving end, once.
+    pub fn take(
+        &self,
+    ) -> Option<
+        tokio::sync::mpsc::UnboundedReceiver<
+            kube::runtime::reflector::ObjectRef<crate::api::GitSyncConfig>,
+        >,
+    > {
+        self.rx.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     /// Kubernetes client.
@@ -135,6 +180,8 @@ pub struct Context {
     pub handoff: super::handoff::Handoff,
     /// Which Pull AppSyncs and sets follow which refs (re-run when a ref moves).
     pub follows: super::follow::Follows,
+    /// GitSyncConfigs to re-run now (an import made data sources whose credentials they keep).
+    pub config_wakeups: ConfigWakeups,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -173,6 +220,7 @@ impl Context {
             set_missing: Default::default(),
             handoff: Default::default(),
             follows: Default::default(),
+            config_wakeups: Default::default(),
             push_claims: Default::default(),
         }
     }

@@ -12,6 +12,7 @@ pub mod gitsyncconfig;
 pub mod handoff;
 pub mod problem;
 pub mod report;
+pub mod values;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -201,9 +202,42 @@ async fn gitsyncconfigs(
         crate::api::MANAGED_BY_LABEL,
         crate::api::MANAGED_BY
     ));
+    // The Secrets and ConfigMaps constants and credentials come from (metadata only: their
+    // values are read when a config needs them), so a rotated Secret is applied at once.
+    let store = reader.clone();
+    let reading = move |secret: bool| {
+        let store = store.clone();
+        move |obj: kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| {
+            configs_reading(&store, secret, obj.namespace(), &obj.name_any())
+        }
+    };
+    let store = reader.clone();
+    let reading_maps = move |obj: kube::core::PartialObjectMeta<
+        k8s_openapi::api::core::v1::ConfigMap,
+    >| { configs_reading(&store, false, obj.namespace(), &obj.name_any()) };
+    let source_secrets = watcher(
+        api::<kube::core::PartialObjectMeta<Secret>>(&ctx),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let source_maps = watcher(
+        api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>(&ctx),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let woken = futures::stream::unfold(ctx.config_wakeups.take(), |rx| async move {
+        let mut rx = rx?;
+        let next = rx.recv().await?;
+        Some((next, Some(rx)))
+    });
     Controller::for_stream(stream, reader)
         .with_config(config)
         .owns(secrets, owned)
+        .watches_stream(source_secrets, reading(true))
+        .watches_stream(source_maps, reading_maps)
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(
             |obj, ctx: Arc<Context>| async move {
@@ -407,6 +441,21 @@ where
         }
     })
     .flatten()
+}
+
+/// The GitSyncConfigs of `ns` whose constants or data sources read Secret (or ConfigMap) `name`.
+fn configs_reading(
+    store: &reflector::Store<GitSyncConfig>,
+    secret: bool,
+    ns: Option<String>,
+    name: &str,
+) -> Vec<ObjectRef<GitSyncConfig>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|g| g.namespace() == ns && values::references(g, secret, name))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
 }
 
 /// Whether an AppSync references the GitSyncConfig `ns/name`.

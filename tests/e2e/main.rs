@@ -14,6 +14,7 @@ mod rbac;
 mod runtime;
 mod sets;
 mod support;
+mod values;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     trials.extend(hostile::trials());
     trials.extend(race::trials());
     trials.extend(sets::trials());
+    trials.extend(values::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -535,5 +535,66 @@ pub fn missing_constants(
         .collect()
 }
 
+/// The constants the GitSyncConfig keeps in the workspace (its status lists them once
+/// applied), as workspace constants a pull may count on. Pure.
+pub fn declared_constants(gsc: &crate::api::GitSyncConfig) -> Vec<WorkspaceConstant> {
+    gsc.status
+        .as_ref()
+        .and_then(|s| s.values.as_ref())
+        .map(|v| {
+            v.constants
+                .iter()
+                .map(|c| WorkspaceConstant {
+                    name: c.name.clone(),
+                    kind: if c.kind == "Secret" {
+                        ConstantKind::Secret
+                    } else {
+                        ConstantKind::Global
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// ToolJet's built-in data sources, which carry no credentials (`restapidefault`, ...).
+const STATIC_KINDS: &[&str] = &[
+    "restapidefault",
+    "runjsdefault",
+    "runpydefault",
+    "tooljetdbdefault",
+    "workflowsdefault",
+];
+
+/// The data sources of an export that hold credentials of their own (not ToolJet's static or
+/// sample ones) and that `declared` (the GitSyncConfig's `dataSources` names) does not cover,
+/// sorted, at most 50. Pure.
+pub fn uncredentialed_data_sources(export: &serde_json::Value, declared: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = export
+        .pointer("/app/0/definition/appV2/dataSources")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|d| {
+            let kind = d
+                .get("kind")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let ty = d
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("default");
+            !STATIC_KINDS.contains(&kind) && ty != "static" && ty != "sample"
+        })
+        .filter_map(|d| d.get("name").and_then(serde_json::Value::as_str))
+        .filter(|n| !declared.contains(n))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out.truncate(50);
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -70,6 +70,15 @@ pub async fn pull(
     let (adopt, adopt_value) = plan::adopt_requested(aps, prev);
     plan::check_git_app(prev, &git.located, adopt)?;
 
+    let declared: Vec<&str> = cfg
+        .gsc
+        .spec
+        .tooljet
+        .data_sources
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let uncredentialed = plan::uncredentialed_data_sources(&git.export, &declared);
     let conn = &cfg.tooljet;
     let ours = match plan::owned_pull_app(prev) {
         Some(id) => {
@@ -107,6 +116,7 @@ pub async fn pull(
         handled_adopt: adopt.then_some(adopt_value).flatten(),
         handled_generation: requested,
         owned: plan::pull_ownership(prev, &git.located, ours.as_ref()),
+        uncredentialed: Some(uncredentialed),
         ..Outcome::new(Reason::UpToDate, "")
     };
     let pass = Pass {
@@ -114,6 +124,7 @@ pub async fn pull(
         git: &git,
         revision: &revision,
         ours: ours.as_ref(),
+        require_constants: spec.require_constants,
     };
     pass.act(decision, outcome, carry).await
 }
@@ -124,6 +135,7 @@ struct Pass<'a> {
     git: &'a GitApp,
     revision: &'a str,
     ours: Option<&'a AppSummary>,
+    require_constants: bool,
 }
 
 impl Pass<'_> {
@@ -156,6 +168,14 @@ impl Pass<'_> {
                 Ok(outcome)
             }
             PullDecision::Import | PullDecision::Replace { .. } => {
+                // Preflight: what the app references that nobody will define.
+                let missing = missing_constants(ctx, cfg, &git.export).await;
+                if self.require_constants && !missing.is_empty() {
+                    return Err(Problem::retrying(
+                        Reason::WorkspaceConstantsMissing,
+                        format!("{name} references {}, which workspace {} does not define and spec.tooljet.constants of the GitSyncConfig does not declare; the import is held (spec.pull.requireConstants) until they exist: create them in ToolJet or declare them", missing.join(", "), cfg.tooljet.workspace.name),
+                    ).into());
+                }
                 let j = plan::new_journal(&git.located, &git.latest, self.ours, &report::now_rfc3339());
                 let app = self.swap.start(carry, j.clone(), &git.export, self.ours).await.map_err(|f| match f {
                     Failure::Problem(p) => Failure::Problem(p.context(format!("pulling {name} from {revision} failed: "))),
@@ -163,10 +183,15 @@ impl Pass<'_> {
                 })?;
                 let verb = if self.ours.is_some() { "updated" } else { "imported" };
                 let done = finished(&j, &app, cfg, ctx, Some(&git.export), verb).await;
+                // The import may have made data sources whose credentials the config keeps.
+                if !cfg.gsc.spec.tooljet.data_sources.is_empty() {
+                    ctx.config_wakeups.wake(&cfg.gsc);
+                }
                 Ok(Outcome {
                     git: outcome.git,
                     handled_request: outcome.handled_request,
                     handled_adopt: outcome.handled_adopt,
+                    uncredentialed: outcome.uncredentialed,
                     ..done
                 })
             }
@@ -309,7 +334,10 @@ async fn missing_constants(
     ctx.metrics
         .tooljet_call("list_constants", start.elapsed(), defined.is_ok());
     match defined {
-        Ok(defined) => plan::missing_constants(refs, &defined),
+        Ok(mut defined) => {
+            defined.extend(plan::declared_constants(&cfg.gsc));
+            plan::missing_constants(refs, &defined)
+        }
         Err(_) => Vec::new(),
     }
 }

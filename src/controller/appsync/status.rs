@@ -28,6 +28,8 @@ pub struct Outcome {
     pub tracks_updates: bool,
     /// Pull: workspace constants and secrets the app uses that the target lacks.
     pub missing_constants: Vec<String>,
+    /// Pull: the app's data sources without declared credentials (`None`: not looked at).
+    pub uncredentialed: Option<Vec<String>>,
     /// Pull: the pull-requested-at value handled by this pass.
     pub handled_request: Option<String>,
     /// Pull: an app was imported or replaced now.
@@ -52,6 +54,7 @@ impl Outcome {
             available_update: None,
             tracks_updates: false,
             missing_constants: Vec::new(),
+            uncredentialed: None,
             handled_request: None,
             pulled: false,
             handled_generation: false,
@@ -177,6 +180,9 @@ pub fn next_status(
         }
         if o.owned.is_some() {
             status.owned = o.owned.clone();
+        }
+        if let Some(u) = &o.uncredentialed {
+            status.data_sources_without_credentials = u.clone();
         }
     }
     status.conditions = api::merge(

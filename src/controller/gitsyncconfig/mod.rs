@@ -50,6 +50,8 @@ struct Checks {
     repo: Option<Result<Option<String>, Problem>>,
     tooljet: Option<Result<api::ToolJetStatus, Problem>>,
     notes: Vec<Note>,
+    /// The constants and data-source credentials kept in the workspace.
+    values: super::values::Applied,
 }
 
 async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -93,8 +95,10 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         checks = observe(&gsc, &ctx, valid, k, &prev, &mut status).await?;
     }
     notes.append(&mut checks.notes);
+    notes.append(&mut checks.values.notes);
+    status.values = checks.values.status.take();
 
-    let (conds, problem) = conditions(&Observations {
+    let (mut conds, problem) = conditions(&Observations {
         validation: &validation,
         key: &key_info,
         enabled: gsc.spec.enabled,
@@ -102,6 +106,10 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         tooljet: checks.tooljet.as_ref(),
         branch: &gsc.spec.repository.branch,
     });
+    // Its own condition: a refused constant is no reason to stop the config's AppSyncs.
+    if let Some(c) = checks.values.condition.take() {
+        conds.push(c);
+    }
     status.conditions = api::merge(
         &prev.conditions,
         conds,
@@ -159,7 +167,11 @@ async fn observe(
     }
     checks.repo = Some(repo.result);
     let tooljet = match connection::connect(gsc, ctx, true).await {
-        Ok(c) => Ok(connection::tooljet_status(&c)),
+        Ok(c) => {
+            let prev_values = api::find(&prev.conditions, super::values::VALUES_APPLIED);
+            checks.values = super::values::apply(gsc, ctx, &c, prev_values).await?;
+            Ok(connection::tooljet_status(&c))
+        }
         Err(Failure::Problem(p)) => Err(p),
         Err(Failure::Infra(e)) => return Err(e),
     };
