@@ -104,10 +104,14 @@ impl Swap<'_> {
                 SwapAction::Promote(id) => {
                     let slug = j.slug.clone().unwrap_or_else(|| current_slug(&apps, &id));
                     client.rename_app(ws, &id, &j.name, &slug).await?;
-                    // Not checkpointed: the next step is decided from the workspace alone
-                    // (the new app carries the name), whatever step status recorded, and the
-                    // pass's status write follows; a kill here resumes the same way.
                     set_step(carry, SwapStep::Promoted);
+                    // A replace records the step before deleting the old app. A first import
+                    // has no further write but the final status: the next step is decided
+                    // from the workspace alone (the new app carries the name), so a kill here
+                    // resumes the same way without the extra write (hundreds, for a set).
+                    if j.old_app_id.is_some() {
+                        self.checkpoint(carry).await?;
+                    }
                 }
                 SwapAction::Finish(app) => {
                     if !self.allow_editing {
