@@ -144,6 +144,8 @@ MANAGER_RULES = [
      "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["secrets"],
      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    # ConfigMaps: sources of workspace constants (spec.tooljet.constants), read and watched only.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]

@@ -670,6 +670,9 @@ async fn release_ready(env: Arc<Env>) -> Result<()> {
             true,
         ),
         ("create", "secrets", "dev", true),
+        // ConfigMaps hold constants (spec.tooljet.constants): read and watched, never written.
+        ("watch", "configmaps", "dev", true),
+        ("update", "configmaps", "dev", false),
         (
             "update",
             "leases.coordination.k8s.io/tooljet-gitsync-operator",
