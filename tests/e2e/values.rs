@@ -146,13 +146,49 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         )
         .await?;
         support::secret(c, &ns, "orders-db", &[("password", DB_PASSWORD)]).await?;
+        let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(c.clone(), &ns);
+        maps.create(
+            &Default::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "prod-settings"}, "data": {"REGION": "eu-1"}}),
+            )?,
+        )
+        .await?;
+
+        // Before the config declares anything: the preflight holds the import.
+        let pull = "  pull:\n    updatePolicy: Auto\n    requireConstants: true\n";
+        apply::<AppSync>(c, &ns, &appsync_manifest("orders", "Orders", "Pull", pull)).await?;
+        let a = wait_aps(c, &ns, "orders", "held by the preflight", |a| {
+            aps_has(a, "Ready", "False", "WorkspaceConstantsMissing")
+        })
+        .await?;
+        let msg = a
+            .status
+            .as_ref()
+            .and_then(|s| support::condition(&s.conditions, "Ready"))
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            msg.contains("constants.API_URL") && msg.contains("secrets.API_KEY"),
+            "{msg}"
+        );
+        ensure!(
+            prod.data_source(&pws, "orders_db").is_none(),
+            "nothing imported while held"
+        );
+        ensure!(
+            !prod.apps_in(&pws).iter().any(|x| x.name == "Orders"),
+            "nothing imported while held"
+        );
+
         patch_spec(
             &env,
             &ns,
             "sales",
             json!({"tooljet": {
                 "constants": [{"secretRef": {"name": "prod-constants"}, "environment": "production",
-                               "global": ["API_URL"], "prune": true}],
+                               "global": ["API_URL"], "prune": true},
+                              {"configMapRef": {"name": "prod-settings"}, "global": ["REGION"]}],
                 "dataSources": [{"name": "orders_db", "environment": "production",
                                  "optionsFrom": {"secretRef": {"name": "orders-db"}}}]
             }}),
@@ -163,7 +199,13 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         })
         .await?;
         let values = g.status.and_then(|s| s.values).context("status.values")?;
-        ensure!(values.constants.len() == 2, "{values:?}");
+        ensure!(values.constants.len() == 3, "{values:?}");
+        ensure!(
+            prod.constant_value(&pws, "REGION", false, "staging")
+                .as_deref()
+                == Some("eu-1"),
+            "a ConfigMap source without an environment is kept in every environment"
+        );
         ensure!(values.data_sources.first().map(|d| d.state.as_str()) == Some("Waiting"));
         ensure!(
             values.note.is_some(),
@@ -188,9 +230,7 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
             );
         }
 
-        // Pull with the preflight on: every reference is defined, so it imports.
-        let pull = "  pull:\n    updatePolicy: Auto\n    requireConstants: true\n";
-        apply::<AppSync>(c, &ns, &appsync_manifest("orders", "Orders", "Pull", pull)).await?;
+        // Declared now: the held pull goes ahead.
         let a = wait_aps(c, &ns, "orders", "imported", |a| {
             aps_has(a, "Ready", "True", "Pulled")
         })
