@@ -524,6 +524,10 @@ async fn snapshot_at_branch_tag_and_sha() -> Result<()> {
     let first = env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
     let (a, ..) = committed(&first)?;
     let a = a.to_owned();
+    // The annotated tag is written as root: without the object directories made first (owned
+    // by git), a later push whose objects fall into the tag's directory is refused by the
+    // server ("unable to migrate objects to permanent storage").
+    env.precreate_object_dirs()?;
     env.git(&["tag", "-a", "-m", "release", "release-1", &a])?;
     env.push(env.job("app-1", "Sales", "v1", "two", "second"))
         .await?;

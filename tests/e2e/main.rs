@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();
     }
+    support::capture_logs();
     let env = match support::Env::start(&rt) {
         Ok(env) => env,
         Err(e) => {

@@ -367,3 +367,43 @@ pub fn seed_tooljet_repo(
     )?;
     Ok((sha, files))
 }
+
+/// Everything the in-process operator logs (its own crate, at debug), so that a test can check
+/// that no secret value reaches a log line. Bounded: past 64 MiB the rest is dropped.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+const MAX_LOGS: usize = 64 << 20;
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut logs) = LOGS.lock() {
+            if logs.len() + buf.len() <= MAX_LOGS {
+                logs.extend_from_slice(buf);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts capturing the operator's logs (JSON, as the binary writes them).
+pub fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "tooljet_gitsync_operator=debug",
+        ))
+        .with_writer(|| LogWriter)
+        .try_init();
+}
+
+/// What the operator logged so far.
+pub fn logs() -> String {
+    LOGS.lock()
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .unwrap_or_default()
+}

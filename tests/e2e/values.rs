@@ -2,7 +2,8 @@
 //! neither its workspace constants nor its data-source credentials ends up working, with both
 //! taken from Kubernetes Secrets; a rotated Secret is written again (and nothing else), a key
 //! removed from a pruning source deletes its constant, token credentials get a clear reason,
-//! and no value is ever seen in status or Events. Enterprise and Community Edition.
+//! and no value is ever seen in status, Events, metrics or the operator's log. Enterprise and
+//! Community Edition.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -315,8 +316,13 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         // No value anywhere users can read without the Secrets.
         let gsc: Api<GitSyncConfig> = Api::namespaced(c.clone(), &ns);
         let aps: Api<AppSync> = Api::namespaced(c.clone(), &ns);
+        let logs = support::logs();
+        ensure!(
+            logs.contains("tooljet_gitsync_operator"),
+            "the operator's log is captured"
+        );
         let seen = format!(
-            "{}\n{}\n{}\n{}",
+            "{}\n{}\n{}\n{}\n{logs}",
             serde_json::to_string(&gsc.get("sales").await?.status)?,
             serde_json::to_string(&aps.get("orders").await?.status)?,
             event_notes(c, &ns).await?,
@@ -325,7 +331,7 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         for v in [API_KEY, API_KEY_2, DB_PASSWORD, DB_PASSWORD_2] {
             ensure!(
                 !seen.contains(v),
-                "{edition}: a value reached status, Events or metrics"
+                "{edition}: a value reached status, Events, metrics or logs"
             );
         }
     }
