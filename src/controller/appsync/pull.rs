@@ -45,7 +45,13 @@ pub async fn pull(
     swap.sweep(carry).await?;
     if let Some(j) = carry.swap.clone() {
         if let Some(app) = swap.drive(carry).await? {
-            return Ok(finished(&j, &app, cfg, ctx, None, "finished the interrupted").await);
+            return Ok(finished(
+                &j,
+                &app,
+                ctx,
+                Vec::new(),
+                "finished the interrupted",
+            ));
         }
     }
     // Suspended: the open swap (if any) is closed; nothing new is started.
@@ -182,7 +188,7 @@ impl Pass<'_> {
                     infra => infra,
                 })?;
                 let verb = if self.ours.is_some() { "updated" } else { "imported" };
-                let done = finished(&j, &app, cfg, ctx, Some(&git.export), verb).await;
+                let done = finished(&j, &app, ctx, missing, verb);
                 // The import may have made data sources whose credentials the config keeps.
                 if !cfg.gsc.spec.tooljet.data_sources.is_empty() {
                     ctx.config_wakeups.wake(&cfg.gsc);
@@ -199,20 +205,16 @@ impl Pass<'_> {
     }
 }
 
-/// The outcome of a swap that put `app` in place.
-async fn finished(
+/// The outcome of a swap that put `app` in place; `missing`: what the preflight found the
+/// app references and the workspace lacks (an import creates no constants).
+fn finished(
     j: &SwapJournal,
     app: &AppSummary,
-    cfg: &ResolvedConfig,
     ctx: &Context,
-    export: Option<&serde_json::Value>,
+    missing: Vec<String>,
     verb: &str,
 ) -> Outcome {
     ctx.metrics.pulled();
-    let missing = match export {
-        Some(e) => missing_constants(ctx, cfg, e).await,
-        None => Vec::new(),
-    };
     let what = if verb.starts_with("finished") {
         format!("{verb} import of")
     } else {

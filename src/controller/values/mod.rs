@@ -6,15 +6,12 @@
 //! so an unchanged source causes no write. Values never reach logs, Events, status or errors.
 
 pub mod plan;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, PostParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 
 use super::connection::Connection;
 use super::report::Note;
@@ -25,25 +22,13 @@ use crate::api::{
 };
 use crate::tooljet::{merge_options, ConstantKind, Error as ToolJetError};
 use plan::{AppliedValue, Present, SourceKey, Write};
+use store::{read_secret, read_source, read_state, write_state, State, Stored};
+pub use store::{state_secret_name, STATE_FOR_LABEL};
 
 /// Condition type of a GitSyncConfig that declares constants or data sources.
 pub const VALUES_APPLIED: &str = "ValuesApplied";
-/// The state Secret's key.
-const STATE_KEY: &str = "state.json";
-/// Label on the state Secret naming its GitSyncConfig.
-pub const STATE_FOR_LABEL: &str = "gitsync.tooljet.io/values-of";
 /// Most names listed in status.
 const MAX_LISTED: usize = 200;
-
-/// What was written before, per constant and environment, and per data source and environment.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct State {
-    #[serde(default)]
-    constants: BTreeMap<String, AppliedValue>,
-    #[serde(default)]
-    data_sources: BTreeMap<String, String>,
-}
 
 /// The outcome of a pass over the declared values.
 #[derive(Default)]
@@ -54,16 +39,6 @@ pub struct Applied {
     pub condition: Option<Condition>,
     /// Events.
     pub notes: Vec<Note>,
-}
-
-/// Name of the operator's state Secret of a GitSyncConfig.
-pub fn state_secret_name(gsc: &GitSyncConfig) -> String {
-    let name = format!("{}-tooljet-values", gsc.name_any());
-    if name.len() <= 253 {
-        return name;
-    }
-    let digest = plan::value_hash("name", &SecretString::from(name.clone()));
-    format!("{}-{}", &gsc.name_any()[..200], &digest[..16])
 }
 
 /// Whether the GitSyncConfig reads Secret (`secret`) or ConfigMap `name`.
@@ -161,11 +136,9 @@ pub async fn apply(
                 key,
                 value,
                 kind,
-                environments: Vec::new(),
+                // Empty: every environment, filled in once they are listed.
+                environments: c.environment.iter().cloned().collect(),
             });
-            if let Some(k) = keys.last_mut() {
-                k.environments = c.environment.iter().cloned().collect();
-            }
         }
     }
     let client = &conn.client;
@@ -185,7 +158,15 @@ pub async fn apply(
             k.environments = envs.keys().cloned().collect();
         }
     }
-    let (mut state, state_secret) = read_state(ctx, gsc).await?;
+    let (mut state, state_secret) = match read_state(ctx, gsc).await? {
+        Stored::Found(state, secret) => (state, secret),
+        Stored::Taken(name) => {
+            return Ok(quiet_if_same(prev, failed(
+                Reason::ValuesFailed,
+                format!("Secret {name} in namespace {ns} is where the operator keeps what it wrote to ToolJet, but it is not the operator's (no {STATE_FOR_LABEL} label): nothing was written. Rename or delete that Secret"),
+            )))
+        }
+    };
     let before = state.clone();
 
     // Constants.
@@ -196,11 +177,7 @@ pub async fn apply(
         }
     }
     let mut present: BTreeMap<String, Vec<Present>> = BTreeMap::new();
-    for env in look_in.iter().filter(|e| envs.contains_key(*e)) {
-        if keys.is_empty() && state.constants.is_empty() {
-            break;
-        }
-        let id = &envs[env];
+    for (env, id) in look_in.iter().filter_map(|e| envs.get(e).map(|id| (e, id))) {
         match client.constants_in_environment(ws, id).await {
             Ok(list) => {
                 present.insert(
@@ -255,6 +232,12 @@ pub async fn apply(
                 ))
             }
         };
+        // Forget data sources that no longer exist (one an import replaced has a new id).
+        state.data_sources.retain(|k, _| {
+            k.split('/')
+                .next()
+                .is_some_and(|id| listed.iter().any(|d| d.id == id))
+        });
         for (i, d) in spec.data_sources.iter().enumerate() {
             asked_per_env |= d.environment.is_some();
             let target: Vec<String> = match &d.environment {
@@ -311,21 +294,6 @@ pub async fn apply(
             managed_ds.push(entry);
         }
     }
-    // Forget data sources that no longer exist (a replaced one got a new id).
-    let live: BTreeSet<String> = match spec.data_sources.is_empty() {
-        true => BTreeSet::new(),
-        false => client
-            .list_data_sources(ws)
-            .await
-            .map(|l| l.into_iter().map(|d| d.id).collect())
-            .unwrap_or_default(),
-    };
-    if !live.is_empty() {
-        state
-            .data_sources
-            .retain(|k, _| k.split('/').next().is_some_and(|id| live.contains(id)));
-    }
-
     if state != before {
         write_state(ctx, gsc, &state, state_secret).await?;
     }
@@ -513,136 +481,4 @@ async fn write_options(
     client
         .update_data_source_options(ws, ds_id, env_id, &options)
         .await
-}
-
-async fn read_source(
-    ctx: &Context,
-    ns: &str,
-    c: &ConstantSource,
-) -> Result<Option<Vec<(String, SecretString)>>, Error> {
-    if let Some(s) = &c.secret_ref {
-        return read_secret(ctx, ns, &s.name).await;
-    }
-    let Some(m) = &c.config_map_ref else {
-        return Ok(None);
-    };
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(cm) = api.get_opt(&m.name).await? else {
-        return Ok(None);
-    };
-    Ok(Some(
-        cm.data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect(),
-    ))
-}
-
-/// A Secret's keys with their values (values that are not UTF-8 are skipped: ToolJet stores
-/// text).
-async fn read_secret(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-) -> Result<Option<Vec<(String, SecretString)>>, Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(s) = api.get_opt(name).await? else {
-        return Ok(None);
-    };
-    let mut out = Vec::new();
-    for (k, v) in s.data.unwrap_or_default() {
-        if let Ok(text) = String::from_utf8(v.0) {
-            out.push((k, SecretString::from(text)));
-        }
-    }
-    for (k, v) in s.string_data.unwrap_or_default() {
-        if !out.iter().any(|(x, _)| x == &k) {
-            out.push((k, SecretString::from(v)));
-        }
-    }
-    Ok(Some(out))
-}
-
-/// The state, and the Secret it was read from (for an update that fails on a concurrent
-/// change rather than losing it).
-async fn read_state(ctx: &Context, gsc: &GitSyncConfig) -> Result<(State, Option<Secret>), Error> {
-    let api: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &gsc.namespace().unwrap_or_default());
-    let Some(s) = api.get_opt(&state_secret_name(gsc)).await? else {
-        return Ok((State::default(), None));
-    };
-    // Not ours (a user's Secret of that name): never read or overwritten.
-    if !owned_by(&s, gsc) {
-        return Err(Error::Internal(format!(
-            "Secret {} exists and is not the operator's state of this GitSyncConfig; rename or delete it",
-            s.name_any()
-        )));
-    }
-    let state = s
-        .data
-        .as_ref()
-        .and_then(|d| d.get(STATE_KEY))
-        .and_then(|b| serde_json::from_slice::<State>(&b.0).ok())
-        .unwrap_or_default();
-    Ok((state, Some(s)))
-}
-
-fn owned_by(s: &Secret, gsc: &GitSyncConfig) -> bool {
-    s.labels().get(STATE_FOR_LABEL).map(String::as_str)
-        == Some(super::appsyncset::plan::label_value(&gsc.name_any()).as_str())
-        && s.labels().get(api::MANAGED_BY_LABEL).map(String::as_str) == Some(api::MANAGED_BY)
-}
-
-async fn write_state(
-    ctx: &Context,
-    gsc: &GitSyncConfig,
-    state: &State,
-    existing: Option<Secret>,
-) -> Result<(), Error> {
-    let ns = gsc.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let bytes = serde_json::to_vec(state)?;
-    let data: BTreeMap<String, k8s_openapi::ByteString> =
-        [(STATE_KEY.to_string(), k8s_openapi::ByteString(bytes))].into();
-    match existing {
-        Some(mut s) => {
-            s.data = Some(data);
-            s.metadata.managed_fields = None;
-            api.replace(&s.name_any(), &PostParams::default(), &s)
-                .await?;
-        }
-        None => {
-            let mut s = Secret {
-                data: Some(data),
-                type_: Some("Opaque".into()),
-                ..Default::default()
-            };
-            s.metadata.name = Some(state_secret_name(gsc));
-            s.metadata.namespace = Some(ns);
-            s.metadata.labels = Some(
-                [
-                    (
-                        api::MANAGED_BY_LABEL.to_string(),
-                        api::MANAGED_BY.to_string(),
-                    ),
-                    (
-                        STATE_FOR_LABEL.to_string(),
-                        super::appsyncset::plan::label_value(&gsc.name_any()),
-                    ),
-                ]
-                .into(),
-            );
-            s.metadata.owner_references = Some(vec![OwnerReference {
-                api_version: GitSyncConfig::api_version(&()).into_owned(),
-                kind: GitSyncConfig::kind(&()).into_owned(),
-                name: gsc.name_any(),
-                uid: gsc.meta().uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(false),
-            }]);
-            api.create(&PostParams::default(), &s).await?;
-        }
-    }
-    Ok(())
 }
