@@ -192,7 +192,7 @@ def common(docs, scen):
           f"{scen}: POD_NAME fieldRef (the Lease identity)")
     check("RUST_LOG" in env, f"{scen}: RUST_LOG")
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-    check(ports == {"http": 8080}, f"{scen}: ports {ports}")
+    check(ports in ({"http": 8080}, {"http": 8080, "webhook": 9292}), f"{scen}: ports {ports}")
     check(c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, f"{scen}: liveness")
     check(c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, f"{scen}: readiness")
     args = c["args"]
@@ -242,6 +242,8 @@ if c:
     check(c["args"] == ["run", "--http-addr=0.0.0.0:8080", "--data-dir=/var/lib/tooljet-gitsync", "--leader-elect",
                         "--lease-name=tooljet-gitsync-operator", "--concurrency=4", "--log-format=json"],
           f"default: args {c['args']}")
+check(not find(docs, "Service", f"{full}-webhook") and not find(docs, "Ingress", f"{full}-webhook"),
+      "default: no webhook Service or Ingress (the receiver is off by default)")
 mgr = one(docs, "ClusterRole", f"{full}-manager", None, "default")
 if mgr:
     check(norm(mgr["rules"]) == norm(MANAGER_RULES), "default: manager ClusterRole rules")
@@ -265,6 +267,19 @@ if docs is not None:
                      "--allow-cross-namespace-refs", "--concurrency=8", "--log-format=text", "--some-future-flag=1"):
             check(want in a, f"options: missing arg {want}")
         check(dep["spec"]["strategy"]["type"] == "Recreate", "options: Recreate")
+        for want in ("--webhook-addr=0.0.0.0:9292", "--webhook-url=https://gitsync-hooks.example.com"):
+            check(want in a, f"options: missing arg {want}")
+        check({"name": "webhook", "containerPort": 9292, "protocol": "TCP"} in c["ports"], "options: webhook port")
+    svc = one(docs, "Service", f"{full}-webhook", ns, "options")
+    if svc:
+        check(svc["spec"]["ports"] == [{"name": "webhook", "port": 9292, "targetPort": "webhook", "protocol": "TCP"}],
+              "options: webhook Service port")
+    ing = one(docs, "Ingress", f"{full}-webhook", ns, "options")
+    if ing:
+        paths = ing["spec"]["rules"][0]["http"]["paths"]
+        check(ing["spec"]["rules"][0]["host"] == "gitsync-hooks.example.com" and [p["path"] for p in paths] == ["/hook/"],
+              "options: the Ingress routes only /hook/ of its host")
+        check(ing["spec"]["tls"][0]["secretName"] == "gitsync-hooks-tls", "options: Ingress TLS")
     role = one(docs, "Role", f"{full}-manager", "tooljet-prod", "options")
     if role:
         check(norm(role["rules"]) == norm(MANAGER_RULES), "options: manager Role rules")

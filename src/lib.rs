@@ -11,3 +11,4 @@ pub mod layout;
 pub mod leader;
 pub mod metrics;
 pub mod tooljet;
+pub mod webhook;

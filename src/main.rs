@@ -90,6 +90,14 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Serve the webhook receiver (`POST /hook/<id>`, one path per GitSyncConfig with
+    /// `spec.webhook`) on this address. Off by default.
+    #[arg(long)]
+    webhook_addr: Option<SocketAddr>,
+    /// The receiver's public base URL (e.g. `https://gitsync-hooks.example.com`), to show each
+    /// config's full webhook URL in its status.
+    #[arg(long, requires = "webhook_addr")]
+    webhook_url: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -260,6 +268,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         allow_file_urls: args.allow_file_urls,
         concurrency: args.concurrency.max(1),
         git_timeout: args.git_timeout.max(Duration::from_secs(1)),
+        webhook_enabled: args.webhook_addr.is_some(),
+        webhook_url: args.webhook_url.clone(),
         ..Options::default()
     };
     let ctx = Arc::new(Context::new(client.clone(), options));
@@ -284,6 +294,25 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             })
             .await;
     });
+    let hooks = match args.webhook_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %addr, "serving the webhook receiver");
+            let mut stop = stop_rx.clone();
+            let ctx = ctx.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) =
+                    tooljet_gitsync_operator::webhook::serve(listener, ctx, stopped).await
+                {
+                    tracing::error!(error = %e, "the webhook receiver stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -305,6 +334,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(lost) => lost,
             None => {
                 let _ = server.await;
+                if let Some(h) = hooks {
+                    let _ = h.await;
+                }
                 return Ok(());
             }
         },
@@ -316,6 +348,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(h) = hooks {
+        let _ = h.await;
+    }
     if lost {
         return Err("leadership lost".into());
     }

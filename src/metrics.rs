@@ -43,6 +43,18 @@ pub struct Metrics {
     tooljet_calls: Family<OpLabels, Histogram>,
     pushes: Counter,
     pulls: Counter,
+    webhook_deliveries: Family<DeliveryLabels, Counter>,
+    webhook_checks: Counter,
+}
+
+/// Labels of a webhook delivery.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// `github`, `gitlab`, `gitea`, `bitbucket`, or `unknown` before it authenticated.
+    pub provider: String,
+    /// `accepted`, `ignored`, `ping`, `duplicate`, `unsigned`, `bad_signature`,
+    /// `unknown_path`, `too_large`, `timeout`, `bad_request` or `busy`.
+    pub result: String,
 }
 
 fn buckets() -> Histogram {
@@ -89,6 +101,18 @@ impl Default for Metrics {
         );
         registry.register("pushes", "Commits pushed to git", pushes.clone());
         registry.register("pulls", "Apps imported into ToolJet", pulls.clone());
+        let webhook_deliveries = Family::<DeliveryLabels, Counter>::default();
+        let webhook_checks = Counter::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries, per provider and what became of them",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_checks",
+            "Repository checks webhook deliveries caused",
+            webhook_checks.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -98,6 +122,8 @@ impl Default for Metrics {
             tooljet_calls,
             pushes,
             pulls,
+            webhook_deliveries,
+            webhook_checks,
         }
     }
 }
@@ -146,6 +172,21 @@ impl Metrics {
     /// Counts an import.
     pub fn pulled(&self) {
         self.pulls.inc();
+    }
+
+    /// Counts a webhook delivery by what became of it.
+    pub fn webhook_delivery(&self, provider: &str, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&DeliveryLabels {
+                provider: provider.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a repository check a webhook delivery caused.
+    pub fn webhook_check(&self) {
+        self.webhook_checks.inc();
     }
 
     /// Prometheus text exposition.

@@ -64,6 +64,19 @@ pub struct GitSyncConfigSpec {
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     pub interval: String,
+    /// Git host webhooks: a delivery to the path in `status.webhook` makes the operator check
+    /// the repository at once instead of at the next interval (needs `--webhook-addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// Where the webhook's shared secret is.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Secret in the same namespace whose key `token` is the webhook's secret, as entered at the
+    /// git host (GitHub/Gitea/Bitbucket: the HMAC secret; GitLab: the secret token).
+    pub secret_ref: SecretRef,
 }
 
 /// Where the apps are kept.
@@ -264,6 +277,22 @@ pub struct GitSyncConfigStatus {
     /// The constants and data-source credentials kept in ToolJet (names only, never values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<ValuesStatus>,
+    /// Where the git host delivers webhooks for this config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookStatus>,
+}
+
+/// The receiver's address for this config.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookStatus {
+    /// Path on the receiver (`/hook/<sha256 of token, name and namespace>`, as Flux makes it);
+    /// it changes when the token does.
+    pub path: String,
+    /// The full URL to give the git host, when the operator knows its public address
+    /// (`--webhook-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// What the operator keeps in the workspace from `spec.tooljet.constants` and `dataSources`.

@@ -223,6 +223,15 @@ reasons! {
     ValuesFailed,
     /// A spec entry the CRD schema cannot express the rule of (e.g. exactly one of two fields).
     InvalidSpec,
+    // --- webhooks
+    /// GitSyncConfig: deliveries to `status.webhook.path` trigger a repository check at once.
+    WebhookReady,
+    /// GitSyncConfig: the Secret named in `spec.webhook.secretRef`, or its key `token`, does not exist.
+    WebhookSecretNotFound,
+    /// GitSyncConfig: the webhook token is empty or unusable (it must be 16 to 1024 bytes, no line breaks).
+    WebhookSecretInvalid,
+    /// GitSyncConfig: `spec.webhook` is set but the operator runs no receiver (`--webhook-addr`, chart `webhook.enabled`).
+    WebhookReceiverDisabled,
 }
 
 impl fmt::Display for Reason {

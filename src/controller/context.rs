@@ -67,6 +67,11 @@ pub struct Options {
     /// GitSyncConfig could otherwise make the operator read and write any repository on its
     /// filesystem. Never one inside [`Options::data_dir`], whatever this says.
     pub allow_file_urls: bool,
+    /// Whether a webhook receiver runs (`--webhook-addr`): without one, configs asking for a
+    /// webhook are told so.
+    pub webhook_enabled: bool,
+    /// The receiver's public base URL, to show full webhook URLs in status.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for Options {
@@ -81,6 +86,8 @@ impl Default for Options {
             allow_cross_namespace_refs: false,
             concurrency: 4,
             allow_file_urls: false,
+            webhook_enabled: false,
+            webhook_url: None,
         }
     }
 }
@@ -182,6 +189,8 @@ pub struct Context {
     pub follows: super::follow::Follows,
     /// GitSyncConfigs to re-run now (an import made data sources whose credentials they keep).
     pub config_wakeups: ConfigWakeups,
+    /// The webhook receiver's table, filled by the GitSyncConfig reconciler.
+    pub hooks: crate::webhook::Hooks,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -221,6 +230,7 @@ impl Context {
             handoff: Default::default(),
             follows: Default::default(),
             config_wakeups: Default::default(),
+            hooks: Default::default(),
             push_claims: Default::default(),
         }
     }

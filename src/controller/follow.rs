@@ -43,6 +43,17 @@ impl Follows {
         }
     }
 
+    /// Whether any follower (of either kind) in `namespace` cares about the move: a webhook
+    /// delivery for a config of `namespace` checks only for its own namespace's followers.
+    pub fn followed_in(&self, namespace: &str, moved: &RefMoved) -> bool {
+        let Ok(m) = self.map.lock() else {
+            return false;
+        };
+        m.iter().any(|((_, key), (repo, rev))| {
+            key.split_once('/').is_some_and(|(ns, _)| ns == namespace) && moved.concerns(repo, rev)
+        })
+    }
+
     /// The `(namespace, name)` of every follower of `kind` the move concerns.
     pub fn concerned(&self, kind: Follower, moved: &RefMoved) -> Vec<(String, String)> {
         let Ok(m) = self.map.lock() else {
@@ -90,6 +101,9 @@ mod tests {
         assert!(f
             .concerned(Follower::AppSync, &moved("repo1", "refs/heads/mainline"))
             .is_empty());
+        assert!(f.followed_in("a", &moved("repo1", "refs/tags/v1")));
+        assert!(!f.followed_in("b", &moved("repo1", "refs/tags/v1")));
+        assert!(!f.followed_in("a", &moved("repo2", "refs/heads/main")));
         f.unfollow(Follower::AppSync, "a/main");
         assert!(f
             .concerned(Follower::AppSync, &moved("repo1", "refs/heads/main"))

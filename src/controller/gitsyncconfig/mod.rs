@@ -5,6 +5,7 @@ mod key;
 mod observe;
 mod status;
 mod validate;
+mod webhook;
 
 pub use key::{data_str, is_generated_by, read_identity};
 pub use status::{access_problem, conditions, Observations};
@@ -12,6 +13,7 @@ pub use validate::{
     check_branch_name, interval_or_default, parse_interval, ref_format_violation, validate,
     Validated, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL,
 };
+pub use webhook::{references as webhook_references, WEBHOOK_READY};
 
 use std::sync::Arc;
 
@@ -52,6 +54,8 @@ struct Checks {
     notes: Vec<Note>,
     /// The constants and data-source credentials kept in the workspace.
     values: super::values::Applied,
+    /// The webhook's registration.
+    webhook: webhook::WebhookOutcome,
 }
 
 async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -93,10 +97,14 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
     let mut checks = Checks::default();
     if let (Ok(valid), Ok(k), Ok(_), true) = (&validation, &key, &key_info, gsc.spec.enabled) {
         checks = observe(&gsc, &ctx, valid, k, &prev, &mut status).await?;
+    } else {
+        ctx.hooks.unregister(&key_of(&gsc));
     }
     notes.append(&mut checks.notes);
     notes.append(&mut checks.values.notes);
+    notes.append(&mut checks.webhook.notes);
     status.values = checks.values.status.take();
+    status.webhook = checks.webhook.status.take();
 
     let (mut conds, problem) = conditions(&Observations {
         validation: &validation,
@@ -108,6 +116,9 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
     });
     // Its own condition: a refused constant is no reason to stop the config's AppSyncs.
     if let Some(c) = checks.values.condition.take() {
+        conds.push(c);
+    }
+    if let Some(c) = checks.webhook.condition.take() {
         conds.push(c);
     }
     status.conditions = api::merge(
@@ -165,6 +176,9 @@ async fn observe(
             last_checked_at: Some(report::now_rfc3339()),
         });
     }
+    let prev_hook = api::find(&prev.conditions, WEBHOOK_READY);
+    checks.webhook =
+        webhook::apply(gsc, ctx, &valid.url, repo.transport.as_ref(), prev_hook).await?;
     checks.repo = Some(repo.result);
     let tooljet = match connection::connect(gsc, ctx, true).await {
         Ok(c) => {
@@ -184,6 +198,7 @@ async fn observe(
 
 async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.forget_config(&gsc.namespace().unwrap_or_default(), &gsc.name_any());
+    ctx.hooks.unregister(&key_of(gsc.as_ref()));
     release_worker(&gsc, &ctx).await;
     if key::delete_generated(&gsc, &ctx).await? {
         tracing::info!(config = %key_of(gsc.as_ref()), secret = %gsc.key_secret_name(), "deleted generated deploy key Secret");

@@ -18,6 +18,9 @@ pub struct RepoCheck {
     pub result: Result<Option<String>, Problem>,
     /// Host keys recorded under trust-on-first-use on this contact.
     pub learned_known_hosts: Option<String>,
+    /// The transport the config's AppSyncs use too, once the host keys are recorded (the
+    /// webhook's checks run with it).
+    pub transport: Option<Transport>,
 }
 
 /// Checks read and write access. Once `verified`, only the branch head is read (fresh, which
@@ -50,6 +53,7 @@ pub async fn check_repository(
             return RepoCheck {
                 result: Err(p),
                 learned_known_hosts: None,
+                transport: None,
             };
         }
     }
@@ -74,6 +78,7 @@ pub async fn check_repository(
         )
     };
     let worker = ctx.workers.get(&valid.url);
+    let usable = (recorded.is_some() || is_file).then(|| transport.clone());
     if verified && recorded.is_some() {
         let head = worker.remote_head(transport, branch, Duration::ZERO).await;
         let result = head.map_err(|e| match &e {
@@ -83,6 +88,7 @@ pub async fn check_repository(
         return RepoCheck {
             result,
             learned_known_hosts: None,
+            transport: usable,
         };
     }
     let outcome = match worker.check(transport, branch).await {
@@ -92,6 +98,7 @@ pub async fn check_repository(
             return RepoCheck {
                 result: Err(p),
                 learned_known_hosts: None,
+                transport: usable,
             };
         }
     };
@@ -101,5 +108,6 @@ pub async fn check_repository(
             .map(|a| a.head)
             .map_err(|(stage, f)| explain(stage, &f)),
         learned_known_hosts: outcome.learned_known_hosts,
+        transport: usable,
     }
 }

@@ -208,6 +208,10 @@ enum Request {
         max_age: Duration,
         reply: Reply<bool>,
     },
+    Refresh {
+        transport: Transport,
+        reply: Reply<BTreeMap<String, String>>,
+    },
 }
 
 impl WorkerHandle {
@@ -337,6 +341,17 @@ impl WorkerHandle {
             reply,
         })
         .await
+    }
+
+    /// Fetches now, whatever was fetched before (a webhook said a ref moved), and returns
+    /// every branch and tag seen (full name → hex). Refs that moved are announced to their
+    /// followers like any other fetch's, and what other transports fetched becomes stale.
+    pub async fn refresh(
+        &self,
+        transport: Transport,
+    ) -> Result<BTreeMap<String, String>, WorkerError> {
+        self.call(|reply| Request::Refresh { transport, reply })
+            .await
     }
 
     /// Counters of remote operations so far.
@@ -521,6 +536,10 @@ impl Worker {
                     .is_ancestor(&transport, &ancestor, &descendant, max_age)
                     .await;
                 self.after_local_failure(&r).await;
+                let _ = reply.send(r);
+            }
+            Request::Refresh { transport, reply } => {
+                let r = self.refresh(&transport).await;
                 let _ = reply.send(r);
             }
         }

@@ -126,6 +126,24 @@ impl Worker {
     /// `max_age`). An `ancestor` the mirror lacks after the fetch is in no history of the
     /// remote, so it is none of `descendant`'s; a missing `descendant` is
     /// [`WorkerError::RevisionNotFound`].
+    /// A fetch now with `transport`, answering the refs it saw.
+    pub(super) async fn refresh(
+        &mut self,
+        transport: &Transport,
+    ) -> Result<BTreeMap<String, String>, WorkerError> {
+        let (key, _) = self.fetch_if_older(transport, Duration::ZERO).await?;
+        Ok(self
+            .fetches
+            .get(&key)
+            .map(|r| {
+                r.refs
+                    .iter()
+                    .map(|(name, id)| (name.clone(), id.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     pub(super) async fn is_ancestor(
         &mut self,
         transport: &Transport,

@@ -1,0 +1,224 @@
+//! The webhook receiver (design §10): git hosts deliver push events to a path per
+//! GitSyncConfig; a verified delivery naming the config's branch, or a ref a Pull AppSync or
+//! set of its namespace follows, makes the repository's worker fetch at once. The fetch tells
+//! the followers that their ref moved (`controller::follow`), so `availableUpdate` and Auto
+//! pulls no longer wait for the interval.
+//!
+//! Hostile input is the normal case here: the path is looked up before the body is read,
+//! bodies are size- and time-limited, few deliveries are read at once, every refusal is
+//! counted, and neither the secret nor a signature is ever logged.
+
+pub mod hooks;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+pub use hooks::{path_for, Checker, HookTarget, Hooks, Scheduled};
+use verify::{Event, Unauthenticated};
+
+use crate::controller::Context;
+use crate::git::worker::RefMoved;
+
+/// Largest body read: push payloads of GitHub's 2,048-commit limit fit.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Deliveries read at once; more are answered 503 (hosts retry).
+const IN_FLIGHT: usize = 8;
+/// Time to receive a body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Receiver {
+    ctx: Arc<Context>,
+    reading: Semaphore,
+}
+
+/// The receiver's routes: `POST /hook/<id>`.
+pub fn router(ctx: Arc<Context>) -> Router {
+    let state = Arc::new(Receiver {
+        ctx,
+        reading: Semaphore::new(IN_FLIGHT),
+    });
+    Router::new()
+        .route("/hook/{id}", post(deliver))
+        .with_state(state)
+}
+
+fn answer(code: StatusCode, result: &'static str, message: impl Into<String>) -> Response {
+    (
+        code,
+        Json(serde_json::json!({"result": result, "message": message.into()})),
+    )
+        .into_response()
+}
+
+async fn deliver(
+    State(rx): State<Arc<Receiver>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let metrics = &rx.ctx.metrics;
+    let path = format!("/hook/{id}");
+    let Some(hook) = rx.ctx.hooks.lookup(&path) else {
+        metrics.webhook_delivery("unknown", "unknown_path");
+        return answer(
+            StatusCode::NOT_FOUND,
+            "unknown_path",
+            "no GitSyncConfig has this webhook path; copy it from the config's status.webhook",
+        );
+    };
+    let Some(target) = hook.target() else {
+        return answer(StatusCode::INTERNAL_SERVER_ERROR, "error", "try again");
+    };
+    let Ok(_permit) = rx.reading.try_acquire() else {
+        metrics.webhook_delivery("unknown", "busy");
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many deliveries at once; redeliver later",
+        );
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        metrics.webhook_delivery("unknown", "too_large");
+        return too_large();
+    }
+    let bytes = match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            metrics.webhook_delivery("unknown", "too_large");
+            return too_large();
+        }
+        Err(_) => {
+            metrics.webhook_delivery("unknown", "timeout");
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the body did not arrive in time",
+            );
+        }
+    };
+    let provider = match verify::authenticate(&headers, &bytes, hook.secret()) {
+        Ok(p) => p,
+        Err(why) => {
+            let result = match why {
+                Unauthenticated::Unsigned => "unsigned",
+                Unauthenticated::BadSignature => "bad_signature",
+            };
+            metrics.webhook_delivery("unknown", result);
+            tracing::info!(config = %target.config, result, "webhook delivery refused");
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                result,
+                "the delivery is not signed with this config's webhook secret (GitHub: X-Hub-Signature-256, GitLab: X-Gitlab-Token, Gitea/Forgejo: X-Gitea-Signature, Bitbucket: X-Hub-Signature)",
+            );
+        }
+    };
+    let p = provider.as_str();
+    let delivery = match verify::parse(provider, &headers, &bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            metrics.webhook_delivery(p, "bad_request");
+            return answer(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
+        }
+    };
+    let mut keys = vec![digest(&[b"body\0", &bytes])];
+    if let Some(id) = &delivery.id {
+        keys.push(digest(&[b"id\0", p.as_bytes(), b"\0", id.as_bytes()]));
+    }
+    if !hook.first_sight(&keys) {
+        metrics.webhook_delivery(p, "duplicate");
+        tracing::debug!(config = %target.config, provider = p, "webhook delivery seen before; ignored");
+        return answer(
+            StatusCode::OK,
+            "duplicate",
+            "this delivery was received before; ignored",
+        );
+    }
+    let updates = match delivery.event {
+        Event::Ping => {
+            metrics.webhook_delivery(p, "ping");
+            return answer(StatusCode::OK, "ping", "the webhook reaches the operator");
+        }
+        Event::Other(name) => {
+            metrics.webhook_delivery(p, "ignored");
+            return answer(
+                StatusCode::OK,
+                "ignored",
+                format!("{name:?} events need nothing; only pushes trigger a check"),
+            );
+        }
+        Event::Push(updates) => updates,
+    };
+    let branch = format!("refs/heads/{}", target.branch);
+    let relevant: Vec<_> = updates
+        .into_iter()
+        .filter(|u| {
+            u.reference == branch
+                || rx.ctx.follows.followed_in(
+                    &target.namespace,
+                    &RefMoved {
+                        repository: target.repository.clone(),
+                        reference: u.reference.clone(),
+                    },
+                )
+        })
+        .collect();
+    if relevant.is_empty() {
+        metrics.webhook_delivery(p, "ignored");
+        return answer(
+            StatusCode::OK,
+            "ignored",
+            "no ref in this push is the config's branch or followed by a Pull AppSync or set",
+        );
+    }
+    let refs: Vec<String> = relevant.iter().map(|u| u.reference.clone()).collect();
+    let scheduled = hook.schedule(relevant);
+    metrics.webhook_delivery(p, "accepted");
+    tracing::info!(config = %target.config, provider = p, refs = ?refs, joined = (scheduled == Scheduled::Joined), "webhook delivery accepted; checking the repository");
+    answer(
+        StatusCode::ACCEPTED,
+        "accepted",
+        format!("checking the repository for {}", refs.join(", ")),
+    )
+}
+
+fn too_large() -> Response {
+    answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("bodies are limited to {} MiB", MAX_BODY / (1024 * 1024)),
+    )
+}
+
+fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Serves the receiver on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<Context>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(ctx))
+        .with_graceful_shutdown(stop)
+        .await
+}
