@@ -15,6 +15,7 @@ mod runtime;
 mod sets;
 mod support;
 mod values;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     trials.extend(race::trials());
     trials.extend(sets::trials());
     trials.extend(values::trials());
+    trials.extend(webhook::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

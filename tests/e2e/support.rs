@@ -28,6 +28,8 @@ pub struct Env {
     pub data_dir: tempfile::TempDir,
     /// The in-process operator's shared state (its repository workers).
     pub ctx: Arc<Context>,
+    /// Where the in-process operator's webhook receiver listens.
+    pub webhook: std::net::SocketAddr,
     shutdown: watch::Sender<bool>,
     operator: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -63,10 +65,21 @@ impl Env {
             // brings dozens of objects): more reconciles at a time than one cluster's default,
             // so a trial's first pass does not wait behind the others'.
             concurrency: 16,
+            webhook_enabled: true,
             ..Options::default()
         };
         let ctx = Arc::new(Context::new(client.clone(), options));
         let (tx, mut rx) = watch::channel(false);
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let webhook = listener.local_addr()?;
+        let mut hooks_stop = rx.clone();
+        rt.spawn(tooljet_gitsync_operator::webhook::serve(
+            listener,
+            ctx.clone(),
+            async move {
+                let _ = hooks_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let operator = rt.spawn(controller::run(ctx.clone(), async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }));
@@ -76,6 +89,7 @@ impl Env {
             client,
             data_dir,
             ctx,
+            webhook,
             shutdown: tx,
             operator: std::sync::Mutex::new(Some(operator)),
         }))
