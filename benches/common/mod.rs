@@ -48,6 +48,22 @@ pub async fn namespace(
     Ok(())
 }
 
+/// Creates Secret `name` in `ns` holding `data` (`stringData`).
+#[allow(dead_code)] // not every bench uses it
+pub async fn secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    let s: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &s)
+        .await?;
+    Ok(())
+}
+
 /// Server-side apply of a namespaced manifest, as a user would (field manager `manager`).
 pub async fn apply<K>(client: &Client, ns: &str, manager: &str, yaml: &str) -> Result<()>
 where

@@ -71,7 +71,9 @@ async fn post(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()?;
-    let mut req = client.post(format!("http://{}{path}", env.webhook)).body(body);
+    let mut req = client
+        .post(format!("http://{}{path}", env.webhook))
+        .body(body);
     for (k, v) in headers {
         req = req.header(k, v);
     }
@@ -103,7 +105,10 @@ fn change_app(git: &GitServer, fixture: &[u8], n: u64) -> Result<String> {
     git.commit_files(
         "apps",
         "main",
-        &[("Sales Dashboard/v3.json", &serde_json::to_vec_pretty(&changed)?)],
+        &[(
+            "Sales Dashboard/v3.json",
+            &serde_json::to_vec_pretty(&changed)?,
+        )],
         &format!("Version v3 Of Sales Dashboard: edit {n}"),
     )
 }
@@ -203,10 +208,16 @@ async fn deliveries(env: Arc<Env>) -> Result<()> {
     let (mut headers, body) = github_push("refs/heads/main", &first, "forged-1");
     headers[2].1 = format!("sha256={}", "0".repeat(64));
     let (code, answer) = post(&env, &path, &headers, body.clone()).await?;
-    ensure!(code == 401 && answer["result"] == "bad_signature", "{code} {answer}");
+    ensure!(
+        code == 401 && answer["result"] == "bad_signature",
+        "{code} {answer}"
+    );
     let unsigned: Vec<_> = headers[..2].to_vec();
     let (code, answer) = post(&env, &path, &unsigned, body.clone()).await?;
-    ensure!(code == 401 && answer["result"] == "unsigned", "{code} {answer}");
+    ensure!(
+        code == 401 && answer["result"] == "unsigned",
+        "{code} {answer}"
+    );
     let (good_headers, good_body) = github_push("refs/heads/main", &first, "delivery-1");
     let wrong_path = format!("{}0", &path[..path.len() - 1]);
     let (code, _) = post(&env, &wrong_path, &good_headers, good_body.clone()).await?;
@@ -242,16 +253,26 @@ async fn deliveries(env: Arc<Env>) -> Result<()> {
     ensure!(code == 200 && answer["result"] == "ping", "{code} {answer}");
     let (h, b) = github_push("refs/heads/feature", &first, "feature-1");
     let (code, answer) = post(&env, &path, &h, b).await?;
-    ensure!(code == 200 && answer["result"] == "ignored", "{code} {answer}");
+    ensure!(
+        code == 200 && answer["result"] == "ignored",
+        "{code} {answer}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    ensure!(hook.checks() == 0, "{} checks before a valid push", hook.checks());
+    ensure!(
+        hook.checks() == 0,
+        "{} checks before a valid push",
+        hook.checks()
+    );
     let a: AppSync = Api::namespaced(c.clone(), &ns).get("dash").await?;
     ensure!(available(&a).is_none(), "a refused delivery made a check");
 
     // The signed delivery: the update is reported at once.
     let sent = Instant::now();
     let (code, answer) = post(&env, &path, &good_headers, good_body.clone()).await?;
-    ensure!(code == 202 && answer["result"] == "accepted", "{code} {answer}");
+    ensure!(
+        code == 202 && answer["result"] == "accepted",
+        "{code} {answer}"
+    );
     wait_aps(c, &ns, "dash", "availableUpdate after the delivery", |a| {
         available(a).as_deref() == Some(first.as_str())
     })
@@ -260,15 +281,27 @@ async fn deliveries(env: Arc<Env>) -> Result<()> {
         "webhook: commit reported {:?} after the delivery",
         sent.elapsed()
     );
-    ensure!(last(&Api::<AppSync>::namespaced(c.clone(), &ns).get("dash").await?) == Some(seed));
+    ensure!(
+        last(
+            &Api::<AppSync>::namespaced(c.clone(), &ns)
+                .get("dash")
+                .await?
+        ) == Some(seed)
+    );
 
     // Replays: the same delivery, and the same body under a new id.
     let (code, answer) = post(&env, &path, &good_headers, good_body.clone()).await?;
-    ensure!(code == 200 && answer["result"] == "duplicate", "{code} {answer}");
+    ensure!(
+        code == 200 && answer["result"] == "duplicate",
+        "{code} {answer}"
+    );
     let mut renamed = good_headers.clone();
     renamed[1].1 = "delivery-1-again".into();
     let (code, answer) = post(&env, &path, &renamed, good_body).await?;
-    ensure!(code == 200 && answer["result"] == "duplicate", "{code} {answer}");
+    ensure!(
+        code == 200 && answer["result"] == "duplicate",
+        "{code} {answer}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ensure!(hook.checks() == 1, "{} checks for one push", hook.checks());
 
