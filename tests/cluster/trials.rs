@@ -90,7 +90,14 @@ impl Env {
         let started = Instant::now();
         let args = release_args(
             "install",
-            &["--create-namespace", "--wait", "--timeout", "180s"],
+            &[
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "180s",
+                "--set",
+                "webhook.enabled=true",
+            ],
         );
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         if let Err(e) = node.helm(&refs) {
@@ -173,6 +180,7 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
             push_and_pull,
         ),
         trial("metrics_scraped_through_the_service", metrics),
+        trial("webhook_delivered_through_its_service", webhook),
         trial("helm_upgrade_two_replicas_one_leader", upgrade_two_replicas),
         trial(
             "rollout_restart_and_leader_deletion_mid_batch_lose_nothing",
@@ -408,6 +416,24 @@ async fn lease_holder(c: &Client) -> Result<Option<String>> {
         .await?
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity))
+}
+
+/// An HTTP POST with curl from inside the namespaces: (status, body).
+fn http_post(url: &str, headers: &[(&str, String)], body: &[u8]) -> Result<(u16, String)> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), body)?;
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-m", "10", "-w", "\n%{http_code}", "-X", "POST"]);
+    for (k, v) in headers {
+        cmd.args(["-H", &format!("{k}: {v}")]);
+    }
+    cmd.arg("--data-binary")
+        .arg(format!("@{}", file.path().display()))
+        .arg(url);
+    let out = cmd.output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    Ok((code.trim().parse().unwrap_or(0), body.to_string()))
 }
 
 /// An HTTP GET with curl from inside the namespaces: (status, body).
@@ -779,6 +805,98 @@ async fn metrics(env: Arc<Env>) -> Result<()> {
     ] {
         ensure!(body.contains(series), "no {series} in:\n{body}");
     }
+    Ok(())
+}
+
+/// The receiver the chart enables (`webhook.enabled=true`), through its own Service: a config
+/// with `spec.webhook` gets its path, a signed ping and a signed push of its branch are taken,
+/// an unsigned one is refused, and the push caused a repository check.
+async fn webhook(env: Arc<Env>) -> Result<()> {
+    use hmac::Mac;
+    const TOKEN: &str = "cluster-webhook-token-5d2e8a";
+    let c = &env.client;
+    pushed_orders(&env).await?;
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "dev");
+    if secrets.get_opt("repo-hook").await?.is_none() {
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "repo-hook"}, "stringData": {"token": TOKEN}
+        }))?;
+        secrets.create(&PostParams::default(), &s).await?;
+    }
+    let api: Api<GitSyncConfig> = Api::namespaced(c.clone(), "dev");
+    api.patch(
+        "sales",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"webhook": {"secretRef": {"name": "repo-hook"}}}})),
+    )
+    .await?;
+    let path = wait(
+        "WebhookReady and status.webhook.path",
+        Duration::from_secs(60),
+        || async {
+            let g = api.get("sales").await?;
+            let s = g.status.unwrap_or_default();
+            let ready = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "WebhookReady" && c.status == "True");
+            Ok(s.webhook.filter(|_| ready).map(|w| w.path))
+        },
+    )
+    .await
+    .with_context(|| operator_logs(&env))?;
+    let svc: Service = Api::namespaced(c.clone(), NS_OP)
+        .get(&format!("{DEPLOY}-webhook"))
+        .await?;
+    let ip = svc.spec.and_then(|s| s.cluster_ip).context("ClusterIP")?;
+    let url = format!("http://{ip}:9292{path}");
+    let signed = |event: &str, id: &str, body: &[u8]| -> Result<Vec<(&'static str, String)>> {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TOKEN.as_bytes())?;
+        mac.update(body);
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(vec![
+            ("X-GitHub-Event", event.to_string()),
+            ("X-GitHub-Delivery", id.to_string()),
+            ("X-Hub-Signature-256", format!("sha256={sig}")),
+            ("Content-Type", "application/json".to_string()),
+        ])
+    };
+    let ping = br#"{"zen":"Speak like a human.","hook_id":7}"#;
+    let (code, body) = http_post(&url, &signed("ping", "c-ping", ping)?, ping)?;
+    ensure!(
+        code == 200 && body.contains("\"ping\""),
+        "ping: {code} {body}"
+    );
+    let push = serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": git_head(&env)?}))?;
+    let (code, body) = http_post(&url, &[("X-GitHub-Event", "push".into())], &push)?;
+    ensure!(code == 401, "unsigned: {code} {body}");
+    let (code, body) = http_post(&url, &signed("push", "c-push", &push)?, &push)?;
+    ensure!(code == 202, "signed push: {code} {body}");
+    let metrics: Service = Api::namespaced(c.clone(), NS_OP).get(DEPLOY).await?;
+    let mip = metrics
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("ClusterIP")?;
+    wait(
+        "webhook_checks_total 1",
+        Duration::from_secs(30),
+        || async {
+            let (_, m) = http_get(&format!("http://{mip}:8080/metrics"))?;
+            Ok(m.lines()
+                .any(|l| {
+                    l.starts_with("tooljet_gitsync_webhook_checks_total ") && !l.ends_with(" 0")
+                })
+                .then_some(()))
+        },
+    )
+    .await?;
+    // Only /hook/ is served there: the metrics stay on their own port.
+    ensure!(http_get(&format!("http://{ip}:9292/metrics"))?.0 == 404);
     Ok(())
 }
 

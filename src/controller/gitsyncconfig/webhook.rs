@@ -169,8 +169,9 @@ pub async fn apply(
             }),
         },
     );
-    let was_ready = prev.is_some_and(|p| p.status == "True");
     let message = format!("deliveries to {registered} check the repository at once");
+    // A new token gives a new path: the git host's URL must follow, so that is news too.
+    let was_ready = prev.is_some_and(|p| p.status == "True" && p.message == message);
     Ok(WebhookOutcome {
         status: Some(status),
         condition: Some(Condition::new(
