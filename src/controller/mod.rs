@@ -443,7 +443,8 @@ where
     .flatten()
 }
 
-/// The GitSyncConfigs of `ns` whose constants or data sources read Secret (or ConfigMap) `name`.
+/// The GitSyncConfigs of `ns` whose constants, data sources or signing key read Secret (or
+/// ConfigMap) `name`.
 fn configs_reading(
     store: &reflector::Store<GitSyncConfig>,
     secret: bool,
@@ -453,7 +454,11 @@ fn configs_reading(
     store
         .state()
         .into_iter()
-        .filter(|g| g.namespace() == ns && values::references(g, secret, name))
+        .filter(|g| {
+            g.namespace() == ns
+                && (values::references(g, secret, name)
+                    || (secret && gitsyncconfig::signs_with(g, name)))
+        })
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }

@@ -301,7 +301,7 @@ fn push_job(
         author_name: author.name,
         author_email: author.email,
         date: jiff::Timestamp::now(),
-        signing: None,
+        signing: cfg.signing.clone(),
     }
 }
 
