@@ -1557,12 +1557,13 @@ impl Env {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn signed_commits_verify_with_git_for_ed25519_and_rsa() -> Result<()> {
+async fn signed_commits_verify_with_git_for_ed25519_rsa_and_ecdsa() -> Result<()> {
     let env = setup()?;
     let ed = ssh_keygen_signer(&["-t", "ed25519"])?;
     let rsa = ssh_keygen_signer(&["-t", "rsa", "-b", "3072"])?;
+    let ecdsa = ssh_keygen_signer(&["-t", "ecdsa", "-b", "256"])?;
     let mut shas = Vec::new();
-    for (i, signer) in [&ed, &rsa].into_iter().enumerate() {
+    for (i, signer) in [&ed, &rsa, &ecdsa].into_iter().enumerate() {
         let job = env.job(&format!("app-{i}"), &format!("App {i}"), "v1", "x", "");
         let r = env.push(signed(job, signer)).await?;
         let (sha, ..) = committed(&r)?;
@@ -1590,6 +1591,10 @@ async fn signed_commits_verify_with_git_for_ed25519_and_rsa() -> Result<()> {
     ensure!(
         env.verify_commit(&shas[1], &[&ed]).is_err(),
         "RSA commit verified with the ed25519 key"
+    );
+    ensure!(
+        env.verify_commit(&shas[2], &[&ed, &rsa]).is_err(),
+        "ECDSA commit verified with other keys"
     );
     // Signing changes nothing else of the commit: the author and message stay.
     let shown = env.git(&["log", "-1", "--format=%an|%ae|%s", "main"])?;
