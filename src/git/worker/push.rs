@@ -1,7 +1,7 @@
 //! Push batching (design §3 rule 4): queued pushes are collected into one batch, grouped by
-//! branch and transport, applied on one fresh fetch and pushed with one `git push`. A push
-//! rejected as non-fast-forward is fetched, re-applied on the new head and retried with
-//! backoff, never forced.
+//! branch, transport and signing key, applied on one fresh fetch and pushed with one `git
+//! push`. A push rejected as non-fast-forward is fetched, re-applied on the new head (its
+//! commits signed again) and retried with backoff, never forced.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ impl Lane {
     }
 }
 
-/// The jobs of one branch and transport, frozen for all attempts of one push.
+/// The jobs of one lane (branch, transport, signing key), frozen for all attempts of one push.
 struct Group<'a> {
     branch: &'a str,
     key: TransportKey,
