@@ -48,6 +48,7 @@ async fn operator(
             author_name: AUTHOR.into(),
             author_email: EMAIL.into(),
             date,
+            signing: None,
         })
         .collect();
     let start = Instant::now();

@@ -17,7 +17,9 @@ use tooljet_gitsync_operator::git::check::Stage;
 use tooljet_gitsync_operator::git::worker::{
     PushJob, PushResult, WorkerError, WorkerHandle, Workers,
 };
-use tooljet_gitsync_operator::git::{GitCli, GitFailureKind, HostKeyPolicy, RepoUrl, Transport};
+use tooljet_gitsync_operator::git::{
+    CommitSigner, GitCli, GitFailureKind, HostKeyPolicy, RepoUrl, Transport,
+};
 use tooljet_gitsync_operator::keys;
 use tooljet_gitsync_operator::layout::PushKind;
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
@@ -101,6 +103,7 @@ fn job_with(
         author_name: "Jane Doe".into(),
         author_email: "jane@example.com".into(),
         date: "2024-03-01T10:22:33.123Z".parse().unwrap(),
+        signing: None,
     }
 }
 
@@ -355,31 +358,12 @@ async fn twenty_jobs_at_once_make_one_batch() -> Result<()> {
 async fn rejected_push_is_reapplied_on_the_new_head() -> Result<()> {
     let env = setup()?;
     env.push(env.job("app-1", "Sales", "v1", "one", "")).await?;
-    // The server's update hook lands a foreign commit while our push is in flight, once.
-    let hook = env.server.repo_path(REPO).join("hooks/update");
-    std::fs::write(
-        &hook,
-        r#"#!/bin/sh
-if [ ! -e "$GIT_DIR/foreign-done" ] && [ "$2" != 0000000000000000000000000000000000000000 ]; then
-  touch "$GIT_DIR/foreign-done"
-  blob=$(echo foreign | git hash-object -w --stdin)
-  base=$(git rev-parse "$2^{tree}")
-  tree=$( (git ls-tree "$base"; printf '100644 blob %s\tforeign.txt\n' "$blob") | git mktree)
-  c=$(GIT_AUTHOR_NAME=F GIT_AUTHOR_EMAIL=f@x GIT_COMMITTER_NAME=F GIT_COMMITTER_EMAIL=f@x git commit-tree "$tree" -p "$2" -m foreign)
-  git update-ref "$1" "$c" "$2"
-  echo "$c" > "$GIT_DIR/foreign-sha"
-fi
-exit 0
-"#,
-    )?;
-    Command::new("chmod").arg("755").arg(&hook).status()?;
+    env.foreign_commit_during_next_push()?;
     let r = env
         .push(env.job("app-1", "Sales", "v1", "two", "second"))
         .await?;
     let (sha, ..) = committed(&r)?;
-    let foreign = std::fs::read_to_string(env.server.repo_path(REPO).join("foreign-sha"))?
-        .trim()
-        .to_owned();
+    let foreign = env.foreign_sha()?;
     ensure!(env.head()? == sha);
     ensure!(
         env.git(&["rev-parse", &format!("{sha}^")])?.trim() == foreign,
@@ -391,6 +375,40 @@ exit 0
     let file: Value = serde_json::from_str(&env.git(&["show", "main:Sales/v1.json"])?)?;
     ensure!(file == export("Sales", "v1", "two"));
     Ok(())
+}
+
+impl Env {
+    /// Makes the server's update hook land a foreign commit while the next push is in flight,
+    /// once, so that push is rejected as non-fast-forward.
+    fn foreign_commit_during_next_push(&self) -> Result<()> {
+        let hook = self.server.repo_path(REPO).join("hooks/update");
+        std::fs::write(
+            &hook,
+            r#"#!/bin/sh
+if [ ! -e "$GIT_DIR/foreign-done" ] && [ "$2" != 0000000000000000000000000000000000000000 ]; then
+  touch "$GIT_DIR/foreign-done"
+  blob=$(echo foreign | git hash-object -w --stdin)
+  base=$(git rev-parse "$2^{tree}")
+  tree=$( (git ls-tree "$base"; printf '100644 blob %s\tforeign.txt\n' "$blob") | git mktree)
+  c=$(GIT_AUTHOR_NAME=F GIT_AUTHOR_EMAIL=f@x GIT_COMMITTER_NAME=F GIT_COMMITTER_EMAIL=f@x git commit-tree "$tree" -p "$2" -m foreign)
+  git update-ref "$1" "$c" "$2"
+  echo "$c" > "$GIT_DIR/foreign-sha"
+fi
+exit 0
+"#,
+        )?;
+        Command::new("chmod").arg("755").arg(&hook).status()?;
+        Ok(())
+    }
+
+    /// The commit [`Env::foreign_commit_during_next_push`] landed.
+    fn foreign_sha(&self) -> Result<String> {
+        Ok(
+            std::fs::read_to_string(self.server.repo_path(REPO).join("foreign-sha"))?
+                .trim()
+                .to_owned(),
+        )
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1471,5 +1489,201 @@ async fn ref_moves_are_announced_and_make_other_transports_fetch_again() -> Resu
         .snapshot(reader.clone(), "main", Vec::new(), LONG)
         .await?;
     ensure!(seen.commit.map(|c| c.sha).as_deref() == Some(sha2));
+    Ok(())
+}
+
+/// A signing key made by the real `ssh-keygen`, as a user makes one.
+fn ssh_keygen_signer(args: &[&str]) -> Result<Arc<CommitSigner>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("identity");
+    let st = Command::new("ssh-keygen")
+        .args(args)
+        .args(["-q", "-N", "", "-C", "signer@test", "-f"])
+        .arg(&path)
+        .status()?;
+    ensure!(st.success(), "ssh-keygen {args:?}");
+    Ok(Arc::new(CommitSigner::from_openssh(&std::fs::read(
+        &path,
+    )?)?))
+}
+
+/// A push job of `env`'s transport signed with `signer`.
+fn signed(mut job: PushJob, signer: &Arc<CommitSigner>) -> PushJob {
+    job.signing = Some(signer.clone());
+    job
+}
+
+impl Env {
+    /// `git verify-commit` (the real git, `gpg.format=ssh`) of `sha` against an allowed-signers
+    /// file listing `trusted`; on success the fingerprint git saw (`%GK`, with `%G?` = `G`).
+    fn verify_commit(&self, sha: &str, trusted: &[&CommitSigner]) -> Result<String> {
+        let dir = tempfile::tempdir()?;
+        let allowed = dir.path().join("allowed_signers");
+        let lines: String = trusted
+            .iter()
+            .map(|s| format!("* namespaces=\"git\" {}\n", s.public_openssh()))
+            .collect();
+        std::fs::write(&allowed, lines)?;
+        let allowed = format!("gpg.ssh.allowedSignersFile={}", allowed.display());
+        let run = |args: &[&str]| {
+            Command::new("git")
+                .args(["-c", "safe.directory=*", "-c", "gpg.format=ssh", "-c"])
+                .arg(&allowed)
+                .arg("-C")
+                .arg(self.server.repo_path(REPO))
+                .args(args)
+                .output()
+        };
+        let out = run(&["verify-commit", sha])?;
+        ensure!(
+            out.status.success(),
+            "git verify-commit {sha}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = run(&["log", "-1", "--format=%G? %GK", sha])?;
+        let shown = String::from_utf8_lossy(&shown.stdout).trim().to_owned();
+        let fingerprint = shown
+            .strip_prefix("G ")
+            .with_context(|| format!("git log says {shown:?} of {sha}"))?;
+        Ok(fingerprint.to_owned())
+    }
+
+    /// Whether commit `sha` carries a `gpgsig` header at all.
+    fn has_signature(&self, sha: &str) -> Result<bool> {
+        let raw = self.git(&["cat-file", "commit", sha])?;
+        let headers = raw.split("\n\n").next().unwrap_or_default();
+        Ok(headers.lines().any(|l| l.starts_with("gpgsig ")))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_commits_verify_with_git_for_ed25519_rsa_and_ecdsa() -> Result<()> {
+    let env = setup()?;
+    let ed = ssh_keygen_signer(&["-t", "ed25519"])?;
+    let rsa = ssh_keygen_signer(&["-t", "rsa", "-b", "3072"])?;
+    let ecdsa = ssh_keygen_signer(&["-t", "ecdsa", "-b", "256"])?;
+    let mut shas = Vec::new();
+    for (i, signer) in [&ed, &rsa, &ecdsa].into_iter().enumerate() {
+        let job = env.job(&format!("app-{i}"), &format!("App {i}"), "v1", "x", "");
+        let r = env.push(signed(job, signer)).await?;
+        let (sha, ..) = committed(&r)?;
+        ensure!(env.head()? == sha, "pushed");
+        ensure!(env.has_signature(sha)?, "no gpgsig header");
+        let raw = env.git(&["cat-file", "commit", sha])?;
+        ensure!(
+            raw.contains("gpgsig -----BEGIN SSH SIGNATURE-----\n ")
+                && raw.contains("\n -----END SSH SIGNATURE-----\n"),
+            "{raw}"
+        );
+        let seen = env.verify_commit(sha, &[signer])?;
+        ensure!(
+            seen == signer.fingerprint(),
+            "{seen} != {}",
+            signer.fingerprint()
+        );
+        shas.push(sha.to_owned());
+    }
+    // The check can fail: each commit is refused when only the other key is trusted.
+    ensure!(
+        env.verify_commit(&shas[0], &[&rsa]).is_err(),
+        "ed25519 commit verified with the RSA key"
+    );
+    ensure!(
+        env.verify_commit(&shas[1], &[&ed]).is_err(),
+        "RSA commit verified with the ed25519 key"
+    );
+    ensure!(
+        env.verify_commit(&shas[2], &[&ed, &rsa]).is_err(),
+        "ECDSA commit verified with other keys"
+    );
+    // Signing changes nothing else of the commit: the author and message stay.
+    let shown = env.git(&["log", "-1", "--format=%an|%ae|%s", "main"])?;
+    ensure!(
+        shown.trim().starts_with("Jane Doe|jane@example.com|")
+            && shown.trim().ends_with("App creation"),
+        "{shown}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_signed_push_is_signed_again_on_the_new_head() -> Result<()> {
+    let env = setup()?;
+    let signer = ssh_keygen_signer(&["-t", "ed25519"])?;
+    let first = env
+        .push(signed(env.job("app-1", "Sales", "v1", "one", ""), &signer))
+        .await?;
+    let (first_sha, ..) = committed(&first)?;
+    env.verify_commit(first_sha, &[&signer])?;
+    env.foreign_commit_during_next_push()?;
+    let r = env
+        .push(signed(
+            env.job("app-1", "Sales", "v1", "two", "second"),
+            &signer,
+        ))
+        .await?;
+    let (sha, ..) = committed(&r)?;
+    let foreign = env.foreign_sha()?;
+    ensure!(env.head()? == sha);
+    ensure!(
+        env.git(&["rev-parse", &format!("{sha}^")])?.trim() == foreign,
+        "re-made on the foreign commit"
+    );
+    let s = env.worker.stats();
+    ensure!(s.push_rejections == 1 && s.pushes == 2, "{s:?}");
+    // The re-made commit carries a signature of its own content (new parent), which verifies.
+    ensure!(env.verify_commit(sha, &[&signer])? == signer.fingerprint());
+    ensure!(
+        !env.has_signature(&foreign)?,
+        "the foreign commit is the hook's, unsigned"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_signs_each_commit_with_its_own_jobs_key() -> Result<()> {
+    let env = setup()?;
+    let a = ssh_keygen_signer(&["-t", "ed25519"])?;
+    let b = ssh_keygen_signer(&["-t", "ed25519"])?;
+    // Queued at once, on one branch and transport: one batch, one lane per signer.
+    let jobs = vec![
+        signed(env.job("app-a", "App A", "v1", "x", ""), &a),
+        signed(env.job("app-b", "App B", "v1", "x", ""), &b),
+        env.job("app-n", "App N", "v1", "x", ""),
+        signed(env.job("app-a2", "App A2", "v1", "x", ""), &a),
+    ];
+    let results = futures::future::join_all(jobs.into_iter().map(|job| env.worker.push(job))).await;
+    let mut shas = Vec::new();
+    for r in results {
+        shas.push(committed(&r?)?.0.to_owned());
+    }
+    let s = env.worker.stats();
+    ensure!(s.batches == 1 && s.commits == 4, "{s:?}");
+    ensure!(
+        s.pushes == 3,
+        "one push per signer lane (a, b, unsigned): {s:?}"
+    );
+    let head = env.head()?;
+    for sha in &shas {
+        ensure!(env.is_ancestor(sha, &head), "{sha} not on the branch");
+    }
+    for i in [0, 3] {
+        ensure!(env.verify_commit(&shas[i], &[&a])? == a.fingerprint());
+        ensure!(
+            env.verify_commit(&shas[i], &[&b]).is_err(),
+            "commit {i} verified with b"
+        );
+    }
+    ensure!(env.verify_commit(&shas[1], &[&b])? == b.fingerprint());
+    ensure!(
+        env.verify_commit(&shas[1], &[&a]).is_err(),
+        "b's commit verified with a"
+    );
+    ensure!(
+        !env.has_signature(&shas[2])?,
+        "the unsigned job's commit carries a signature"
+    );
+    // a's two jobs share one push: their commits follow each other.
+    ensure!(env.git(&["rev-parse", &format!("{}^", shas[3])])?.trim() == shas[0]);
     Ok(())
 }

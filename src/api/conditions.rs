@@ -33,6 +33,7 @@ pub mod types {
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
     pub const DEPLOY_KEY_READY: &str = "DeployKeyReady";
+    pub const SIGNING_KEY_READY: &str = "SigningKeyReady";
     pub const REPOSITORY_REACHABLE: &str = "RepositoryReachable";
     pub const TOOLJET_REACHABLE: &str = "ToolJetReachable";
     pub const SYNCED: &str = "Synced";

@@ -60,6 +60,11 @@ pub struct GitSyncConfigSpec {
     /// Author of commits when an AppSync names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_author: Option<Author>,
+    /// Sign every commit the operator makes with an SSH key (git's `gpgsig` header), so git
+    /// hosts show them as verified. While set, nothing is committed unsigned: a missing or
+    /// unusable key stops pushes (Ready=False) until it is fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_signing: Option<CommitSigningSpec>,
     /// How often the repository and ToolJet are checked (Go duration, e.g. `5m`, `1h30m`).
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
@@ -226,6 +231,16 @@ pub struct SecretRef {
     pub name: String,
 }
 
+/// Where the commit signing key is.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitSigningSpec {
+    /// Secret in the config's namespace whose key `identity` holds an unencrypted OpenSSH
+    /// private key (ed25519, ecdsa-p256, or RSA of at least 2048 bits). Naming the deploy key
+    /// Secret signs with the deploy key.
+    pub secret_ref: SecretRef,
+}
+
 /// A git author.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Author {
@@ -253,7 +268,8 @@ pub struct GitSyncConfigStatus {
     /// Generation the status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, DeployKeyReady, RepositoryReachable, ToolJetReachable, Reconciling, Stalled.
+    /// Ready, DeployKeyReady, SigningKeyReady (with `spec.commitSigning`), RepositoryReachable,
+    /// ToolJetReachable, Reconciling, Stalled.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The public deploy key: add it to the repository with write access.
@@ -280,6 +296,9 @@ pub struct GitSyncConfigStatus {
     /// Where the git host delivers webhooks for this config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookStatus>,
+    /// The key commits are signed with, while `spec.commitSigning` is set and its key usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_signing: Option<CommitSigningStatus>,
 }
 
 /// The receiver's address for this config.
@@ -293,6 +312,18 @@ pub struct WebhookStatus {
     /// (`--webhook-url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+}
+
+/// The public half of the commit signing key: register it with the git host as a signing key.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitSigningStatus {
+    /// SHA256 fingerprint, as `ssh-keygen -lf` and the git hosts show it.
+    pub fingerprint: String,
+    /// The public key in OpenSSH form: add it as a signing key (GitHub: Settings > SSH and GPG
+    /// keys > New SSH key, type Signing Key; GitLab: Preferences > SSH Keys, usage Signing) and
+    /// to an allowed-signers file for `git verify-commit`.
+    pub public_key: String,
 }
 
 /// What the operator keeps in the workspace from `spec.tooljet.constants` and `dataSources`.

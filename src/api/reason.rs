@@ -47,7 +47,7 @@ reasons! {
     Ready,
     /// A per-part check (repository, ToolJet) succeeded.
     Connected,
-    /// The deploy key Secret holds a usable key.
+    /// The deploy key (or signing key) Secret holds a usable key.
     KeyAvailable,
     /// Push: the last pass committed the app.
     Committed,
@@ -88,6 +88,10 @@ reasons! {
     // --- deploy key and repository
     /// The deploy key Secret lacks `identity` or it is not an unencrypted OpenSSH private key.
     SecretInvalid,
+    /// `spec.commitSigning.secretRef` names a Secret that does not exist or has no key `identity`.
+    SigningKeyNotFound,
+    /// The signing key cannot sign: not an OpenSSH private key, a passphrase, or an unsupported type.
+    SigningKeyInvalid,
     /// The repository does not accept the deploy key yet.
     AwaitingDeployKey,
     /// The deploy key can read but not push.

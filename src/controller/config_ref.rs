@@ -2,6 +2,7 @@
 //! Ready, its spec validated, the repository access (key and trusted host keys) read from its
 //! Secret, and the ToolJet connection made.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -11,7 +12,7 @@ use super::connection::{self, Connection};
 use super::gitsyncconfig::{self, is_generated_by, read_identity, Validated};
 use super::{Context, Failure, Problem};
 use crate::api::{self, types, AppSync, GitSyncConfig, Reason};
-use crate::git::{HostKeyPolicy, RepoUrl, Transport};
+use crate::git::{CommitSigner, HostKeyPolicy, RepoUrl, Transport};
 use crate::keys;
 
 /// Everything an AppSync pass needs from its GitSyncConfig.
@@ -22,6 +23,8 @@ pub struct ResolvedConfig {
     pub valid: Validated,
     /// How to reach the repository: the deploy key and the trusted host keys.
     pub transport: Transport,
+    /// The key commits are signed with (`spec.commitSigning`), read in this pass.
+    pub signing: Option<Arc<CommitSigner>>,
     /// The ToolJet client and workspace.
     pub tooljet: Connection,
 }
@@ -150,10 +153,14 @@ async fn resolve(
     let valid = gitsyncconfig::validate(&gsc.spec, &ctx.options)?;
     let tooljet = connection::connect(&gsc, ctx, false).await?;
     let transport = repo_transport(&gsc, &valid, ctx).await?;
+    // Read again (not taken from the config's status): a key that went missing or broke since
+    // the config was last Ready stops the push here, and nothing is committed unsigned.
+    let signing = gitsyncconfig::load_signer(&gsc, ctx).await?;
     Ok(ResolvedConfig {
         gsc,
         valid,
         transport,
+        signing,
         tooljet,
     })
 }

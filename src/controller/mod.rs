@@ -443,7 +443,7 @@ where
     .flatten()
 }
 
-/// The GitSyncConfigs of `ns` whose constants, data sources or webhook read Secret (or
+/// The GitSyncConfigs of `ns` whose constants, data sources, webhook or signing key read Secret (or
 /// ConfigMap) `name`.
 fn configs_reading(
     store: &reflector::Store<GitSyncConfig>,
@@ -457,7 +457,9 @@ fn configs_reading(
         .filter(|g| {
             g.namespace() == ns
                 && (values::references(g, secret, name)
-                    || (secret && gitsyncconfig::webhook_references(g, name)))
+                    || (secret
+                        && (gitsyncconfig::webhook_references(g, name)
+                            || gitsyncconfig::signs_with(g, name))))
         })
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()

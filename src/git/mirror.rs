@@ -16,6 +16,8 @@ use std::sync::atomic::AtomicBool;
 use gix::bstr::ByteSlice;
 use gix::ObjectId;
 
+use super::sign::{CommitSigner, SignError};
+
 pub(crate) use content::{newer_layout, read_folder, read_meta, repo_state};
 pub(crate) use history::{is_ancestor, last_commit_touching};
 
@@ -286,14 +288,26 @@ fn clean_ident(s: &str) -> String {
         .to_owned()
 }
 
-/// Writes a commit object (no ref is touched) and returns its id.
+/// Why a commit was not written.
+#[derive(Debug)]
+pub(crate) enum CommitError {
+    /// The mirror failed.
+    Mirror(MirrorError),
+    /// The signature could not be made; nothing was written (never an unsigned commit instead).
+    Sign(SignError),
+}
+
+/// Writes a commit object (no ref is touched) and returns its id. With `signer`, the commit
+/// carries git's SSH signature in a `gpgsig` header, made over the commit as it is without
+/// that header (what `git verify-commit` checks).
 pub(crate) fn write_commit(
     repo: &gix::Repository,
     tree: ObjectId,
     parent: Option<ObjectId>,
     message: &str,
     who: &Signature<'_>,
-) -> Result<ObjectId, MirrorError> {
+    signer: Option<&CommitSigner>,
+) -> Result<ObjectId, CommitError> {
     let signature = gix::actor::Signature {
         name: clean_ident(who.name).into(),
         email: clean_ident(who.email).into(),
@@ -304,7 +318,7 @@ pub(crate) fn write_commit(
     };
     let mut message = message.trim_end().to_owned();
     message.push('\n');
-    let commit = gix::objs::Commit {
+    let mut commit = gix::objs::Commit {
         tree,
         parents: parent.into_iter().collect(),
         author: signature.clone(),
@@ -313,9 +327,23 @@ pub(crate) fn write_commit(
         message: message.into(),
         extra_headers: Vec::new(),
     };
+    if let Some(signer) = signer {
+        use gix::objs::WriteTo;
+        let mut payload = Vec::new();
+        commit
+            .write_to(&mut payload)
+            .map_err(err("serializing a commit"))
+            .map_err(CommitError::Mirror)?;
+        let armored = signer.sign(&payload).map_err(CommitError::Sign)?;
+        // gix writes a multi-line value with git's continuation lines (a leading space).
+        commit
+            .extra_headers
+            .push(("gpgsig".into(), armored.trim_end().into()));
+    }
     Ok(repo
         .write_object(&commit)
-        .map_err(err("writing a commit"))?
+        .map_err(err("writing a commit"))
+        .map_err(CommitError::Mirror)?
         .detach())
 }
 

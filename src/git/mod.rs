@@ -9,10 +9,12 @@ pub mod check;
 pub mod classify;
 pub mod cli;
 mod mirror;
+pub mod sign;
 pub mod url;
 pub mod worker;
 
 pub use check::{check_access, AccessCheck, CheckOutcome};
 pub use classify::{GitFailure, GitFailureKind};
 pub use cli::{GitCli, HostKeyPolicy, Transport};
+pub use sign::{CommitSigner, SignError};
 pub use url::{RepoUrl, UrlError};

@@ -13,6 +13,7 @@ mod race;
 mod rbac;
 mod runtime;
 mod sets;
+mod signing;
 mod support;
 mod values;
 mod webhook;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     trials.extend(sets::trials());
     trials.extend(values::trials());
     trials.extend(webhook::trials());
+    trials.extend(signing::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -301,6 +301,7 @@ fn push_job(
         author_name: author.name,
         author_email: author.email,
         date: jiff::Timestamp::now(),
+        signing: cfg.signing.clone(),
     }
 }
 

@@ -3,11 +3,13 @@
 
 mod key;
 mod observe;
+mod signing;
 mod status;
 mod validate;
 mod webhook;
 
 pub use key::{data_str, is_generated_by, read_identity};
+pub use signing::{load as load_signer, references as signs_with};
 pub use status::{access_problem, conditions, Observations};
 pub use validate::{
     check_branch_name, interval_or_default, parse_interval, ref_format_violation, validate,
@@ -94,6 +96,20 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         }
     });
 
+    // Read in every pass, so a Secret that changed or broke shows at once (the Secret is watched).
+    let signing = match signing::load(&gsc, &ctx).await {
+        Ok(s) => s.map(|s| {
+            status.commit_signing = Some(signing::status_of(&s));
+            Ok(format!(
+                "commits are signed with {} key {}",
+                s.algorithm(),
+                s.fingerprint()
+            ))
+        }),
+        Err(Failure::Problem(p)) => Some(Err(p)),
+        Err(Failure::Infra(e)) => return Err(e),
+    };
+
     let mut checks = Checks::default();
     if let (Ok(valid), Ok(k), Ok(_), true) = (&validation, &key, &key_info, gsc.spec.enabled) {
         checks = observe(&gsc, &ctx, valid, k, &prev, &mut status).await?;
@@ -109,6 +125,7 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
     let (mut conds, problem) = conditions(&Observations {
         validation: &validation,
         key: &key_info,
+        signing: signing.as_ref(),
         enabled: gsc.spec.enabled,
         repo: checks.repo.as_ref(),
         tooljet: checks.tooljet.as_ref(),
@@ -132,7 +149,24 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         &status.conditions,
         &[Reason::Disabled, Reason::AwaitingDeployKey],
     ));
-    report::write(&ctx, &gsc, &status, &notes).await?;
+    if let (Some(old), Some(new)) = (&prev.commit_signing, &status.commit_signing) {
+        if old.fingerprint != new.fingerprint {
+            notes.push(Note::normal(
+                Reason::KeyAvailable,
+                format!(
+                    "commits are now signed with key {} (was {}): register the new status.commitSigning.publicKey with the git host as a signing key",
+                    new.fingerprint, old.fingerprint
+                ),
+            ));
+        }
+    }
+    // A status object that goes away is removed first (see report::write_removing).
+    let gone: &[&str] = if prev.commit_signing.is_some() && status.commit_signing.is_none() {
+        &["commitSigning"]
+    } else {
+        &[]
+    };
+    report::write_removing(&ctx, &gsc, &status, &notes, gone).await?;
 
     let interval = validation
         .as_ref()

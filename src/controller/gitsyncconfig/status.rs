@@ -58,6 +58,8 @@ pub struct Observations<'a> {
     pub validation: &'a Result<Validated, Problem>,
     /// Deploy key.
     pub key: &'a Result<KeyInfo, Problem>,
+    /// Commit signing key (`None`: `spec.commitSigning` not set): what it is, or what is wrong.
+    pub signing: Option<&'a Result<String, Problem>>,
     /// `spec.enabled`.
     pub enabled: bool,
     /// Repository check (None when not attempted).
@@ -95,6 +97,25 @@ pub fn conditions(o: &Observations) -> (Vec<Condition>, Option<Problem>) {
                 &p.message,
             ));
         }
+    }
+    // Before the repository: nothing may be committed while the key that must sign is broken.
+    match o.signing {
+        Some(Ok(msg)) => out.push(Condition::new(
+            types::SIGNING_KEY_READY,
+            true,
+            Reason::KeyAvailable,
+            msg,
+        )),
+        Some(Err(p)) => {
+            first.get_or_insert_with(|| p.clone());
+            out.push(Condition::new(
+                types::SIGNING_KEY_READY,
+                false,
+                p.reason,
+                &p.message,
+            ));
+        }
+        None => {}
     }
     if !o.enabled && first.is_none() {
         first = Some(disabled());
@@ -186,6 +207,7 @@ mod tests {
         let (c, p) = conditions(&Observations {
             validation: &v,
             key: &k,
+            signing: None,
             enabled: true,
             repo: Some(&r),
             tooljet: Some(&t),
@@ -212,6 +234,7 @@ mod tests {
             let (c, p) = conditions(&Observations {
                 validation: &v,
                 key: &k,
+                signing: None,
                 enabled: true,
                 repo: Some(&r),
                 tooljet: None,
@@ -233,6 +256,7 @@ mod tests {
         let (c, p) = conditions(&Observations {
             validation: &v,
             key: &k,
+            signing: None,
             enabled: true,
             repo: None,
             tooljet: None,
@@ -244,11 +268,50 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_signing_key_keeps_the_config_from_ready() {
+        let (v, k) = (validated(), info());
+        let r = Ok(None);
+        let t = Ok(ToolJetStatus::default());
+        let bad = Err(Problem::stalled(
+            Reason::SigningKeyInvalid,
+            "has a passphrase",
+        ));
+        let (c, p) = conditions(&Observations {
+            validation: &v,
+            key: &k,
+            signing: Some(&bad),
+            enabled: true,
+            repo: Some(&r),
+            tooljet: Some(&t),
+            branch: "main",
+        });
+        assert_eq!(p.unwrap().reason, Reason::SigningKeyInvalid);
+        let ready = api::find(&c, "Ready").unwrap();
+        assert!(!ready.is_true() && ready.reason == "SigningKeyInvalid");
+        assert!(api::find(&c, "SigningKeyReady").is_some_and(|c| !c.is_true()));
+        assert!(api::find(&c, "Stalled").is_some_and(|c| c.is_true()));
+        let good = Ok("commits are signed with SHA256:x".to_string());
+        let (c, p) = conditions(&Observations {
+            validation: &v,
+            key: &k,
+            signing: Some(&good),
+            enabled: true,
+            repo: Some(&r),
+            tooljet: Some(&t),
+            branch: "main",
+        });
+        assert!(p.is_none());
+        assert!(api::find(&c, "Ready").unwrap().is_true());
+        assert!(api::find(&c, "SigningKeyReady").unwrap().is_true());
+    }
+
+    #[test]
     fn disabled_reports_disabled_and_checks_nothing() {
         let (v, k) = (validated(), info());
         let (c, p) = conditions(&Observations {
             validation: &v,
             key: &k,
+            signing: None,
             enabled: false,
             repo: None,
             tooljet: None,

@@ -5,7 +5,7 @@
 
 use gix::ObjectId;
 
-use super::error::internal;
+use super::error::{commit_failed, internal};
 use super::{commit_info, PushJob, PushResult, WorkerError};
 use crate::git::mirror::{self, Mirror};
 use crate::layout::{plan_push, PushOutcome, PushPlan, PushRequest};
@@ -112,8 +112,10 @@ fn commit_plan(
         email: &job.author_email,
         time: job.date,
     };
-    let commit = mirror::write_commit(repo, new_tree, at.head, &plan.commit_message, &who)
-        .map_err(internal)?;
+    // Each commit is signed with its own job's key (a batch holds one signer only anyway).
+    let signer = job.signing.as_deref();
+    let commit = mirror::write_commit(repo, new_tree, at.head, &plan.commit_message, &who, signer)
+        .map_err(commit_failed)?;
     let facts = mirror::commit_facts(repo, commit).map_err(internal)?;
     at.head = Some(commit);
     at.tree = new_tree;

@@ -2,7 +2,8 @@
 //! the git work so its reasons and messages can be read (and changed) in one place.
 
 use crate::git::classify::{GitFailure, GitFailureKind};
-use crate::git::mirror::MirrorError;
+use crate::git::mirror::{CommitError, MirrorError};
+use crate::git::sign::SignError;
 use crate::layout::PlanError;
 
 /// Why a worker request failed; the message says what to do.
@@ -40,6 +41,9 @@ pub enum WorkerError {
         /// The deadline that passed.
         after: std::time::Duration,
     },
+    /// A commit could not be signed as the GitSyncConfig asks; nothing was committed or pushed.
+    #[error("the commit could not be signed, so nothing was committed or pushed (never unsigned when spec.commitSigning is set): {0}")]
+    Signing(SignError),
     /// A local failure (mirror, I/O, the worker itself).
     #[error("internal error in the repository worker: {0}. The local mirror is a cache and is rebuilt from the remote when damaged, so the request is retried with backoff")]
     Internal(String),
@@ -65,6 +69,7 @@ impl WorkerError {
             WorkerError::UnsupportedLayout { .. } => {
                 crate::api::Reason::UnsupportedRepositoryLayout
             }
+            WorkerError::Signing(_) => crate::api::Reason::SigningKeyInvalid,
             WorkerError::Internal(_) => crate::api::Reason::InternalError,
         }
     }
@@ -94,6 +99,14 @@ fn git_message(f: &GitFailure) -> String {
 /// A mirror failure, as callers see it.
 pub(super) fn internal(e: MirrorError) -> WorkerError {
     WorkerError::Internal(e.0)
+}
+
+/// A commit that was not written, as callers see it.
+pub(super) fn commit_failed(e: CommitError) -> WorkerError {
+    match e {
+        CommitError::Mirror(e) => internal(e),
+        CommitError::Sign(e) => WorkerError::Signing(e),
+    }
 }
 
 /// The worker task is gone (or dropped the request).

@@ -39,6 +39,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::check::CheckOutcome;
 use super::cli::{GitCli, HostKeyPolicy, Transport};
 use super::mirror::{self, Mirror};
+use super::sign::CommitSigner;
 use super::url::RepoUrl;
 use crate::layout::{PushKind, Refusal};
 
@@ -85,6 +86,10 @@ pub struct PushJob {
     pub author_email: String,
     /// Commit date; also `lastpushDate`.
     pub date: jiff::Timestamp,
+    /// The key every commit of this job is signed with (`spec.commitSigning`); `None`:
+    /// unsigned. Jobs are only batched with jobs of the same signer (by fingerprint), so no
+    /// commit is ever signed with another config's key, or left unsigned beside signed ones.
+    pub signing: Option<Arc<CommitSigner>>,
 }
 
 /// What became of a push.

@@ -1,7 +1,7 @@
 //! Push batching (design §3 rule 4): queued pushes are collected into one batch, grouped by
-//! branch and transport, applied on one fresh fetch and pushed with one `git push`. A push
-//! rejected as non-fast-forward is fetched, re-applied on the new head and retried with
-//! backoff, never forced.
+//! branch, transport and signing key, applied on one fresh fetch and pushed with one `git
+//! push`. A push rejected as non-fast-forward is fetched, re-applied on the new head (its
+//! commits signed again) and retried with backoff, never forced.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,7 +35,33 @@ pub(super) struct QueuedPush {
     pub(super) reply: Reply<PushResult>,
 }
 
-/// The jobs of one branch and transport, frozen for all attempts of one push.
+/// What pushes may share one push: the same branch, transport and signing key. A job asking
+/// for signing never shares a commit chain with an unsigned job or another key's job.
+#[derive(Clone, PartialEq, Eq)]
+struct Lane {
+    branch: String,
+    key: TransportKey,
+    /// Fingerprint of the signing key, `None` for unsigned commits.
+    signer: Option<String>,
+}
+
+impl Lane {
+    fn of(job: &PushJob) -> Lane {
+        Lane {
+            branch: job.branch.clone(),
+            key: transport_key(&job.transport),
+            signer: job.signing.as_ref().map(|s| s.fingerprint().to_owned()),
+        }
+    }
+
+    fn holds(&self, job: &PushJob) -> bool {
+        job.branch == self.branch
+            && transport_key(&job.transport) == self.key
+            && job.signing.as_ref().map(|s| s.fingerprint()) == self.signer.as_deref()
+    }
+}
+
+/// The jobs of one lane (branch, transport, signing key), frozen for all attempts of one push.
 struct Group<'a> {
     branch: &'a str,
     key: TransportKey,
@@ -46,17 +72,14 @@ struct Group<'a> {
 type Results = Vec<Result<PushResult, WorkerError>>;
 
 impl Worker {
-    /// Moves queued pushes into `batch` (up to [`MAX_BATCH`]), only those of `only`'s branch
-    /// and transport when given; other requests wait in `pending`, in order.
-    fn drain_pushes(&mut self, batch: &mut Vec<QueuedPush>, only: Option<(&str, TransportKey)>) {
+    /// Moves queued pushes into `batch` (up to [`MAX_BATCH`]), only those of `only`'s lane
+    /// when given; other requests wait in `pending`, in order.
+    fn drain_pushes(&mut self, batch: &mut Vec<QueuedPush>, only: Option<&Lane>) {
         let mut keep = VecDeque::new();
         let take = |request: Request, batch: &mut Vec<QueuedPush>, keep: &mut VecDeque<Request>| {
             match request {
                 Request::Push { job, reply }
-                    if batch.len() < MAX_BATCH
-                        && only.is_none_or(|(branch, key)| {
-                            job.branch == branch && transport_key(&job.transport) == key
-                        }) =>
+                    if batch.len() < MAX_BATCH && only.is_none_or(|lane| lane.holds(&job)) =>
                 {
                     batch.push(QueuedPush { job, reply })
                 }
@@ -92,27 +115,24 @@ impl Worker {
         }
     }
 
-    /// Serves `first` and every push queued behind it, one group per (branch, transport).
+    /// Serves `first` and every push queued behind it, one group per lane (branch, transport,
+    /// signing key).
     pub(super) async fn push_batch(&mut self, first: QueuedPush) {
         let started = Instant::now();
         bump(&self.stats.batches, 1);
         let mut batch = vec![first];
         self.drain_pushes(&mut batch, None);
         self.linger(&mut batch).await;
-        // One group per (branch, transport), in order of first appearance.
-        let mut groups: Vec<(String, TransportKey, Vec<QueuedPush>)> = Vec::new();
+        // One group per lane, in order of first appearance.
+        let mut groups: Vec<(Lane, Vec<QueuedPush>)> = Vec::new();
         for queued in batch {
-            let key = transport_key(&queued.job.transport);
-            match groups
-                .iter_mut()
-                .find(|(branch, k, _)| *branch == queued.job.branch && *k == key)
-            {
-                Some((_, _, jobs)) => jobs.push(queued),
-                None => groups.push((queued.job.branch.clone(), key, vec![queued])),
+            match groups.iter_mut().find(|(lane, _)| lane.holds(&queued.job)) {
+                Some((_, jobs)) => jobs.push(queued),
+                None => groups.push((Lane::of(&queued.job), vec![queued])),
             }
         }
-        for (branch, key, jobs) in groups {
-            self.push_group(&branch, key, jobs, started).await;
+        for (lane, jobs) in groups {
+            self.push_group(&lane, jobs, started).await;
         }
     }
 
@@ -120,11 +140,11 @@ impl Worker {
     /// then applies and pushes the group and answers every job of it.
     async fn push_group(
         &mut self,
-        branch: &str,
-        key: TransportKey,
+        lane: &Lane,
         mut queued: Vec<QueuedPush>,
         batch_started: Instant,
     ) {
+        let (branch, key) = (lane.branch.as_str(), lane.key);
         let Some(transport) = queued.first().map(|q| q.job.transport.clone()) else {
             return;
         };
@@ -148,7 +168,7 @@ impl Worker {
             }
         }
         // Pushes that arrived during the fetch join this batch.
-        self.drain_pushes(&mut queued, Some((branch, key)));
+        self.drain_pushes(&mut queued, Some(lane));
         let (jobs, replies): (Vec<_>, Vec<_>) =
             queued.into_iter().map(|q| (q.job, q.reply)).unzip();
         let group = Group {
