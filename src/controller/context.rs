@@ -191,6 +191,8 @@ pub struct Context {
     pub config_wakeups: ConfigWakeups,
     /// The webhook receiver's table, filled by the GitSyncConfig reconciler.
     pub hooks: crate::webhook::Hooks,
+    /// Commit signing keys parsed, by Secret (`namespace/name@uid/resourceVersion`).
+    pub signers: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::git::CommitSigner>>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -231,6 +233,7 @@ impl Context {
             follows: Default::default(),
             config_wakeups: Default::default(),
             hooks: Default::default(),
+            signers: Default::default(),
             push_claims: Default::default(),
         }
     }

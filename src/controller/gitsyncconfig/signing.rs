@@ -46,13 +46,37 @@ pub async fn load(
         .get_opt(name)
         .await?;
     let identity = identity_of(gsc, secret.as_ref())?;
-    // RSA keys make a trial signature while parsed: off the async threads.
+    // Parsed once per Secret version: every AppSync pass loads the key, and an RSA key makes a
+    // trial signature while parsed.
+    let meta = secret.as_ref().map(|s| &s.metadata);
+    let uid = meta.and_then(|m| m.uid.as_deref()).unwrap_or_default();
+    let rv = meta
+        .and_then(|m| m.resource_version.as_deref())
+        .unwrap_or_default();
+    let version = format!("{ns}/{name}@{uid}/{rv}");
+    if let Some(signer) = ctx
+        .signers
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&version).cloned())
+    {
+        return Ok(Some(signer));
+    }
     let parsed =
         tokio::task::spawn_blocking(move || CommitSigner::from_openssh(identity.as_bytes()))
             .await
             .map_err(|e| Error::Internal(format!("parsing the signing key: {e}")))?;
     match parsed {
-        Ok(signer) => Ok(Some(Arc::new(signer))),
+        Ok(signer) => {
+            let signer = Arc::new(signer);
+            if let Ok(mut m) = ctx.signers.lock() {
+                // One entry per Secret: an older version's key goes.
+                let prefix = format!("{ns}/{name}@");
+                m.retain(|k, _| !k.starts_with(&prefix));
+                m.insert(version, signer.clone());
+            }
+            Ok(Some(signer))
+        }
         Err(e) => Err(Problem::stalled(
             Reason::SigningKeyInvalid,
             format!(
