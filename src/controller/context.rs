@@ -72,6 +72,9 @@ pub struct Options {
     pub webhook_enabled: bool,
     /// The receiver's public base URL, to show full webhook URLs in status.
     pub webhook_url: Option<String>,
+    /// How long after the controllers start unknown webhook paths are answered 503 (the
+    /// configs are still registering) instead of 404.
+    pub webhook_startup_grace: Duration,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             allow_file_urls: false,
             webhook_enabled: false,
             webhook_url: None,
+            webhook_startup_grace: crate::webhook::hooks::STARTUP_GRACE,
         }
     }
 }
@@ -216,6 +220,8 @@ impl Context {
         }
         let workers =
             crate::git::worker::Workers::new(git.clone(), options.data_dir.join("mirrors"));
+        let hooks = crate::webhook::Hooks::default();
+        hooks.set_startup_grace(options.webhook_startup_grace);
         Context {
             client,
             recorder,
@@ -232,7 +238,7 @@ impl Context {
             handoff: Default::default(),
             follows: Default::default(),
             config_wakeups: Default::default(),
-            hooks: Default::default(),
+            hooks,
             signers: Default::default(),
             push_claims: Default::default(),
         }

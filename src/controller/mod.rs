@@ -89,6 +89,15 @@ pub async fn run(
     let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
         Box::pin(shutdown);
     let shutdown = futures::FutureExt::shared(boxed);
+    // Configs register their webhooks from their first pass; none is acted on after the end.
+    ctx.hooks.activate();
+    struct Deactivate<'a>(&'a crate::webhook::Hooks);
+    impl Drop for Deactivate<'_> {
+        fn drop(&mut self) {
+            self.0.deactivate();
+        }
+    }
+    let _deactivate = Deactivate(&ctx.hooks);
     let config = kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency);
     // One watch and one store of AppSyncs, shared by the AppSync and AppSyncSet controllers.
     let (reader, writer) = reflector::store_shared::<AppSync>(SHARED_BUFFER);

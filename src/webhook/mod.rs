@@ -31,10 +31,17 @@ use crate::git::worker::RefMoved;
 
 /// Largest body read: push payloads of GitHub's 2,048-commit limit fit.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Deliveries read at once; more are answered 503 (hosts retry).
-const IN_FLIGHT: usize = 8;
+/// Deliveries read at once, all configs together (each has its own smaller share,
+/// [`hooks::PER_HOOK_IN_FLIGHT`]); more are answered 503.
+const IN_FLIGHT: usize = 16;
 /// Time to receive a body.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to receive a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections open at once; more wait in the kernel's backlog.
+const CONNECTIONS: usize = 128;
+/// How long open connections may finish once the receiver stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 struct Receiver {
     ctx: Arc<Context>,
@@ -49,6 +56,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
     });
     Router::new()
         .route("/hook/{id}", post(deliver))
+        .fallback(unrouted)
         .with_state(state)
 }
 
@@ -60,6 +68,16 @@ fn answer(code: StatusCode, result: &'static str, message: impl Into<String>) ->
         .into_response()
 }
 
+/// Anything but `POST /hook/<id>`: counted like an unknown path.
+async fn unrouted(State(rx): State<Arc<Receiver>>) -> Response {
+    rx.ctx.metrics.webhook_delivery("unknown", "unknown_path");
+    answer(
+        StatusCode::NOT_FOUND,
+        "unknown_path",
+        "deliveries go to POST /hook/<id>, the path in the GitSyncConfig's status.webhook",
+    )
+}
+
 async fn deliver(
     State(rx): State<Arc<Receiver>>,
     Path(id): Path<String>,
@@ -69,6 +87,15 @@ async fn deliver(
     let metrics = &rx.ctx.metrics;
     let path = format!("/hook/{id}");
     let Some(hook) = rx.ctx.hooks.lookup(&path) else {
+        if rx.ctx.hooks.starting() {
+            // A new leader whose configs have not all registered yet: worth a redelivery.
+            metrics.webhook_delivery("unknown", "starting");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting",
+                "the operator is starting; redeliver in a minute",
+            );
+        }
         metrics.webhook_delivery("unknown", "unknown_path");
         return answer(
             StatusCode::NOT_FOUND,
@@ -76,10 +103,8 @@ async fn deliver(
             "no GitSyncConfig has this webhook path; copy it from the config's status.webhook",
         );
     };
-    let Some(target) = hook.target() else {
-        return answer(StatusCode::INTERNAL_SERVER_ERROR, "error", "try again");
-    };
-    let Ok(_permit) = rx.reading.try_acquire() else {
+    let target = hook.target();
+    let (Ok(_mine), Ok(_all)) = (hook.reading.try_acquire(), rx.reading.try_acquire()) else {
         metrics.webhook_delivery("unknown", "busy");
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -98,9 +123,19 @@ async fn deliver(
     let bytes = match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            metrics.webhook_delivery("unknown", "too_large");
-            return too_large();
+        Ok(Err(e)) => {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limit {
+                metrics.webhook_delivery("unknown", "too_large");
+                return too_large();
+            }
+            metrics.webhook_delivery("unknown", "bad_request");
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body could not be read",
+            );
         }
         Err(_) => {
             metrics.webhook_delivery("unknown", "timeout");
@@ -135,10 +170,13 @@ async fn deliver(
             return answer(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
         }
     };
-    let mut keys = vec![digest(&[b"body\0", &bytes])];
-    if let Some(id) = &delivery.id {
-        keys.push(digest(&[b"id\0", p.as_bytes(), b"\0", id.as_bytes()]));
-    }
+    // A host's delivery id is kept across its redeliveries; without one, the body stands in
+    // (some bodies carry no time, so two pushes of the same commits look alike: only then).
+    let key = match &delivery.id {
+        Some(id) => digest(&[b"id\0", p.as_bytes(), b"\0", id.as_bytes()]),
+        None => digest(&[b"body\0", &bytes]),
+    };
+    let keys = [key];
     if !hook.first_sight(&keys) {
         metrics.webhook_delivery(p, "duplicate");
         tracing::debug!(config = %target.config, provider = p, "webhook delivery seen before; ignored");
@@ -212,13 +250,55 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Serves the receiver on `listener` until `stop` resolves.
+/// Serves the receiver on `listener` until `stop` resolves: HTTP/1.1, headers within
+/// [`HEADER_TIMEOUT`], at most [`CONNECTIONS`] at once; open connections get
+/// [`SHUTDOWN_GRACE`] to finish after the stop, then are dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<Context>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(stop)
-        .await
+    let app = router(ctx);
+    let slots = Arc::new(Semaphore::new(CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stop => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _) = tokio::select! {
+            _ = &mut stop => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "webhook receiver cannot accept");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = conn.await;
+        });
+        // Reap finished connections as we go.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+    Ok(())
 }

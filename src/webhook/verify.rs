@@ -139,7 +139,12 @@ pub fn authenticate(
         return check(ok, Provider::GitHub);
     }
     if let Some(token) = header(headers, "x-gitlab-token") {
-        return check(same(token.as_bytes(), secret), Provider::GitLab);
+        // Digests of equal length: the comparison tells nothing of the secret's length either.
+        let digest = |b: &[u8]| -> [u8; 32] { <Sha256 as sha2::Digest>::digest(b).into() };
+        return check(
+            same(&digest(token.as_bytes()), &digest(secret)),
+            Provider::GitLab,
+        );
     }
     if let Some(sig) = header(headers, "x-hub-signature") {
         // Bitbucket signs with SHA-256; GitHub's legacy SHA-1 header alone is not accepted.
@@ -196,8 +201,22 @@ pub fn parse(provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Del
     })
 }
 
+/// The JSON of a body: as sent (`application/json`), or GitHub's default form encoding, whose
+/// `payload` field holds it (the signature is over the raw body either way).
 fn json(body: &[u8]) -> Result<serde_json::Value, Malformed> {
-    serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON: {e}")))
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
+    let payload = url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned());
+    match payload {
+        Some(p) => serde_json::from_str(&p)
+            .map_err(|e| Malformed(format!("the form field `payload` is not JSON: {e}"))),
+        None => Err(Malformed(
+            "the body is neither JSON nor a form with a `payload` field; set the webhook's content type to application/json".into(),
+        )),
+    }
 }
 
 fn full_ref(name: &str) -> Option<String> {
@@ -418,6 +437,22 @@ mod tests {
             b"not json"
         )
         .is_err());
+        // GitHub's default content type, application/x-www-form-urlencoded.
+        let form =
+            b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%2C%22after%22%3A%22abcd%22%7D";
+        let d = parse(
+            Provider::GitHub,
+            &headers(&[("x-github-event", "push")]),
+            form,
+        )
+        .unwrap();
+        assert_eq!(
+            d.event,
+            Event::Push(vec![RefUpdate {
+                reference: "refs/heads/main".into(),
+                after: Some("abcd".into())
+            }])
+        );
     }
 
     #[test]

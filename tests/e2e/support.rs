@@ -66,6 +66,8 @@ impl Env {
             // so a trial's first pass does not wait behind the others'.
             concurrency: 16,
             webhook_enabled: true,
+            // Unknown paths are 404 at once (the trials start right after the operator).
+            webhook_startup_grace: Duration::ZERO,
             ..Options::default()
         };
         let ctx = Arc::new(Context::new(client.clone(), options));

@@ -250,6 +250,31 @@ async fn deliveries(env: Arc<Env>) -> Result<()> {
     let (code, _) = post(&env, &path, &other, good_body.clone()).await?;
     ensure!(code == 401, "other secret: {code}");
 
+    // Connections that never finish their headers are closed, and do not keep others out.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut conn = tokio::net::TcpStream::connect(env.webhook).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut conn, b"POST /hook/x HTTP/1.1\r\nHost: a\r\n")
+            .await?;
+        idle.push(conn);
+    }
+    let (code, answer) = post(&env, &wrong_path, &good_headers, good_body.clone()).await?;
+    ensure!(code == 404, "beside idle connections: {code} {answer}");
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        for conn in &mut idle {
+            let mut buf = [0u8; 512];
+            // The server ends it (a 408 and EOF, or a reset).
+            loop {
+                match tokio::io::AsyncReadExt::read(conn, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        }
+    })
+    .await;
+    ensure!(closed.is_ok(), "connections without headers stay open");
+
     // A ping, and a push of a ref nobody follows: answered, nothing checked.
     let ping_body = br#"{"zen":"Design for failure.","hook_id":1}"#.to_vec();
     let ping = vec![
@@ -288,9 +313,13 @@ async fn deliveries(env: Arc<Env>) -> Result<()> {
         available(a).as_deref() == Some(first.as_str())
     })
     .await?;
-    eprintln!(
-        "webhook: commit reported {:?} after the delivery",
-        sent.elapsed()
+    let took = sent.elapsed();
+    eprintln!("webhook: commit reported {took:?} after the delivery");
+    // The interval is an hour: only the delivery can have done it. The figure itself is the
+    // benchmark's (benches/pull.rs); here it only has to be far below any interval.
+    ensure!(
+        took < Duration::from_secs(5),
+        "reported {took:?} after the delivery"
     );
     ensure!(
         last(
@@ -300,21 +329,33 @@ async fn deliveries(env: Arc<Env>) -> Result<()> {
         ) == Some(seed)
     );
 
-    // Replays: the same delivery, and the same body under a new id.
+    // Replays: the same delivery (its id seen before); a delivery without an id, twice (its
+    // body seen before). Neither checks again.
     let (code, answer) = post(&env, &path, &good_headers, good_body.clone()).await?;
     ensure!(
         code == 200 && answer["result"] == "duplicate",
         "{code} {answer}"
     );
-    let mut renamed = good_headers.clone();
-    renamed[1].1 = "delivery-1-again".into();
-    let (code, answer) = post(&env, &path, &renamed, good_body).await?;
+    let checks = hook.checks();
+    let (mut no_id, id_less_body) = github_push("refs/tags/none", &first, "unused");
+    no_id.remove(1);
+    let (code, answer) = post(&env, &path, &no_id, id_less_body.clone()).await?;
+    ensure!(
+        code == 200 && answer["result"] == "ignored",
+        "{code} {answer}"
+    );
+    let (code, answer) = post(&env, &path, &no_id, id_less_body).await?;
     ensure!(
         code == 200 && answer["result"] == "duplicate",
         "{code} {answer}"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    ensure!(hook.checks() == 1, "{} checks for one push", hook.checks());
+    ensure!(
+        hook.checks() == checks,
+        "{} checks for one push",
+        hook.checks()
+    );
+    ensure!(checks == 1, "{checks} checks for one push");
 
     // Auto: the pending update is pulled, then a GitLab-style delivery of the next push.
     let aps: Api<AppSync> = Api::namespaced(c.clone(), &ns);

@@ -211,8 +211,14 @@ async fn observe(
         });
     }
     let prev_hook = api::find(&prev.conditions, WEBHOOK_READY);
-    checks.webhook =
-        webhook::apply(gsc, ctx, &valid.url, repo.transport.as_ref(), prev_hook).await?;
+    checks.webhook = webhook::apply(
+        gsc,
+        ctx,
+        &valid.url,
+        repo.transport.as_ref().filter(|_| repo.result.is_ok()),
+        prev_hook,
+    )
+    .await?;
     checks.repo = Some(repo.result);
     let tooljet = match connection::connect(gsc, ctx, true).await {
         Ok(c) => {
@@ -233,6 +239,7 @@ async fn observe(
 async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.forget_config(&gsc.namespace().unwrap_or_default(), &gsc.name_any());
     ctx.hooks.unregister(&key_of(gsc.as_ref()));
+    signing::forget(&gsc, &ctx);
     release_worker(&gsc, &ctx).await;
     if key::delete_generated(&gsc, &ctx).await? {
         tracing::info!(config = %key_of(gsc.as_ref()), secret = %gsc.key_secret_name(), "deleted generated deploy key Secret");

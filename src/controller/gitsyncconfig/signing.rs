@@ -23,6 +23,21 @@ pub fn references(gsc: &GitSyncConfig, name: &str) -> bool {
         .is_some_and(|s| s.secret_ref.name == name)
 }
 
+/// Drops the parsed key of a deleted config from memory.
+pub fn forget(gsc: &GitSyncConfig, ctx: &Context) {
+    let Some(signing) = &gsc.spec.commit_signing else {
+        return;
+    };
+    let prefix = format!(
+        "{}/{}@",
+        gsc.namespace().unwrap_or_default(),
+        signing.secret_ref.name
+    );
+    if let Ok(mut m) = ctx.signers.lock() {
+        m.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
 /// What status shows of a signer (public facts only).
 pub fn status_of(signer: &CommitSigner) -> CommitSigningStatus {
     CommitSigningStatus {

@@ -97,7 +97,8 @@ fn problem(prev: Option<&Condition>, reason: Reason, message: String) -> Webhook
 }
 
 /// Registers the config with the receiver (or forgets it), once the repository check ran.
-/// `transport` is `None` until the host keys are recorded: deliveries cannot be acted on yet.
+/// `transport` is `None` unless that check succeeded: a config that cannot read its repository
+/// gets no deliveries (nor makes its worker fetch for them).
 pub async fn apply(
     gsc: &GitSyncConfig,
     ctx: &Context,
@@ -146,14 +147,15 @@ pub async fn apply(
         return Ok(out);
     }
     let Some(transport) = transport else {
-        // The repository check reports why (host keys not recorded yet); keep what was there.
+        // The config's Ready condition says why the repository cannot be read.
+        ctx.hooks.unregister(&config);
         return Ok(WebhookOutcome {
             status: Some(status),
-            condition: prev.cloned(),
+            condition: None,
             notes: Vec::new(),
         });
     };
-    let registered = ctx.hooks.register(
+    let registered = match ctx.hooks.register(
         &token,
         &gsc.name_any(),
         HookTarget {
@@ -168,7 +170,15 @@ pub async fn apply(
                 config,
             }),
         },
-    );
+    ) {
+        Ok(path) => path,
+        Err(owner) => {
+            ctx.hooks.unregister(&key_of(gsc));
+            let mut out = problem(prev, Reason::WebhookSecretInvalid, format!("GitSyncConfig {owner} has the same webhook path (the same token, and a name and namespace that read alike when joined): give this config a token of its own"));
+            out.status = Some(status);
+            return Ok(out);
+        }
+    };
     let message = format!("deliveries to {registered} check the repository at once");
     // A new token gives a new path: the git host's URL must follow, so that is news too.
     let was_ready = prev.is_some_and(|p| p.status == "True" && p.message == message);

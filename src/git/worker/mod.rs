@@ -58,7 +58,13 @@ pub struct WorkerHandle {
     tx: mpsc::Sender<Request>,
     stats: Arc<Counters>,
     timeout: Duration,
+    /// When the next [`WorkerHandle::refresh`] may run: webhook fetches of one repository are
+    /// paced, whichever configs (tenants) ask for them.
+    next_refresh: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
+
+/// Least time between two webhook-caused fetches of one repository.
+pub const REFRESH_SPACING: Duration = Duration::from_millis(500);
 
 /// A push of one app version, as an AppSync asks for it.
 #[derive(Clone)]
@@ -351,10 +357,19 @@ impl WorkerHandle {
     /// Fetches now, whatever was fetched before (a webhook said a ref moved), and returns
     /// every branch and tag seen (full name → hex). Refs that moved are announced to their
     /// followers like any other fetch's, and what other transports fetched becomes stale.
+    /// At most one per [`REFRESH_SPACING`] per repository: later callers wait their turn.
     pub async fn refresh(
         &self,
         transport: Transport,
     ) -> Result<BTreeMap<String, String>, WorkerError> {
+        let now = tokio::time::Instant::now();
+        let slot = {
+            let mut next = self.next_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + REFRESH_SPACING);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
         self.call(|reply| Request::Refresh { transport, reply })
             .await
     }
@@ -445,7 +460,12 @@ fn spawn_worker(
         moved,
     };
     tokio::spawn(worker.run());
-    WorkerHandle { tx, stats, timeout }
+    WorkerHandle {
+        tx,
+        stats,
+        timeout,
+        next_refresh: Arc::default(),
+    }
 }
 
 impl Worker {
