@@ -122,10 +122,6 @@ impl Worker {
         .await
     }
 
-    /// Whether `ancestor` is `descendant` or in its history (fetching at most once per
-    /// `max_age`). An `ancestor` the mirror lacks after the fetch is in no history of the
-    /// remote, so it is none of `descendant`'s; a missing `descendant` is
-    /// [`WorkerError::RevisionNotFound`].
     /// A fetch now with `transport`, answering the refs it saw.
     pub(super) async fn refresh(
         &mut self,
@@ -144,6 +140,10 @@ impl Worker {
             .unwrap_or_default())
     }
 
+    /// Whether `ancestor` is `descendant` or in its history (fetching at most once per
+    /// `max_age`). An `ancestor` the mirror lacks after the fetch is in no history of the
+    /// remote, so it is none of `descendant`'s; a missing `descendant` is
+    /// [`WorkerError::RevisionNotFound`].
     pub(super) async fn is_ancestor(
         &mut self,
         transport: &Transport,
