@@ -53,7 +53,7 @@ pub struct DeliveryLabels {
     /// `github`, `gitlab`, `gitea`, `bitbucket`, or `unknown` before it authenticated.
     pub provider: String,
     /// `accepted`, `ignored`, `ping`, `duplicate`, `unsigned`, `bad_signature`,
-    /// `unknown_path`, `too_large`, `timeout`, `bad_request` or `busy`.
+    /// `unknown_path`, `too_large`, `timeout`, `bad_request`, `busy` or `starting`.
     pub result: String,
 }
 
