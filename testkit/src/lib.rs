@@ -1,6 +1,8 @@
 //! Real parts for tests.
 pub mod emulator;
 pub mod gitserver;
+pub mod httpgit;
 pub mod kube_env;
 pub mod proc;
+pub mod tls;
 pub mod wait;
