@@ -420,6 +420,13 @@ impl HttpGitServer {
         crate::gitserver::commit_files_local(&self.repo_path(name), branch, files, message)
     }
 
+    /// Creates branch `branch` of repository `name` at `from` (a branch or commit), as a
+    /// push of a new branch would. [`HttpGitServer::commit_files`] on a branch that does not
+    /// exist yet starts an unrelated history instead.
+    pub fn create_branch(&self, name: &str, branch: &str, from: &str) -> Result<()> {
+        self.git(name, &["branch", branch, from]).map(|_| ())
+    }
+
     /// Adds (or replaces) a basic-auth user.
     pub fn add_user(&self, username: &str, password: &str, access: Access) {
         self.inner.creds.add_user(username, password, access)

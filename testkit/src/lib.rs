@@ -1,5 +1,6 @@
 //! Real parts for tests.
 pub mod emulator;
+pub mod forge;
 pub mod gitserver;
 pub mod httpgit;
 pub mod kube_env;

@@ -1,0 +1,1 @@
+//! Gitea pulls API emulator.
