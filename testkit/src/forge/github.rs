@@ -816,17 +816,15 @@ async fn list_pulls(
     if let Some(link) = link_header(
         &url,
         &q,
-        pg.page,
-        pg.last,
+        &pg,
         "per_page",
-        pg.per_page,
         &["prev", "next", "last", "first"],
+        false,
     ) {
         if let Ok(v) = HeaderValue::from_str(&link) {
             r.headers_mut().insert("link", v);
         }
     }
-    let _ = pg.total;
     r
 }
 

@@ -325,17 +325,19 @@ pub(crate) fn paginate<T: Clone>(items: &[T], page: usize, per_page: usize) -> P
     }
 }
 
-/// RFC 8288 `Link` header for `page` of `last`: `url` is the full request URL without the
-/// paging parameters (`params` are the other query parameters, kept in order).
-pub(crate) fn link_header(
+/// RFC 8288 `Link` header for page `pg`: `url` is the full request URL without the
+/// paging parameters (`params` are the other query parameters, kept in order); `order` the
+/// relations in the forge's order; `always_ends` = `first`/`last` even on the first/last page
+/// (GitLab).
+pub(crate) fn link_header<T>(
     url: &str,
     params: &[(String, String)],
-    page: usize,
-    last: usize,
+    pg: &Page<T>,
     per_page_name: &str,
-    per_page: usize,
     order: &[&str],
+    always_ends: bool,
 ) -> Option<String> {
+    let (page, last, per_page) = (pg.page, pg.last, pg.per_page);
     let mk = |p: usize| {
         let mut q: Vec<String> = params
             .iter()
@@ -351,8 +353,8 @@ pub(crate) fn link_header(
         let target = match *rel {
             "prev" if page > 1 => Some(page - 1),
             "next" if page < last => Some(page + 1),
-            "first" if page > 1 => Some(1),
-            "last" if page < last => Some(last),
+            "first" if page > 1 || always_ends => Some(1),
+            "last" if page < last || always_ends => Some(last),
             _ => None,
         };
         if let Some(p) = target {
