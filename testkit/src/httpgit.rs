@@ -6,9 +6,9 @@
 //! `GIT_HTTP_EXPORT_ALL`, `PATH_INFO`, `REMOTE_USER`, `REMOTE_ADDR`, `GIT_PROTOCOL`,
 //! `HTTP_CONTENT_ENCODING`; "SERVICES": receive-pack is enabled by default only when
 //! `REMOTE_USER` is set; this server also sets `http.receivepack=true` explicitly). Request
-//! bodies are streamed to the CGI's stdin unchanged; gzip-compressed bodies (git compresses
-//! POST bodies over 1 KiB, remote-curl.c) are inflated by http-backend itself from
-//! `HTTP_CONTENT_ENCODING` (its `inflate_request`), checked by the tests.
+//! bodies are streamed to the CGI's stdin unchanged and answers streamed back; gzip-compressed
+//! bodies (git compresses POST bodies over 1 KiB, remote-curl.c) are inflated by http-backend
+//! itself from `HTTP_CONTENT_ENCODING` (its `inflate_request`), checked by the tests.
 //!
 //! Authentication follows what GitHub/GitLab/Gitea do over HTTPS: every request needs basic
 //! auth (the repositories are private); a missing or wrong password is 401 with
@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -651,13 +651,20 @@ async fn cgi(
             Ok(())
         });
     }
-    let mut child = cmd.spawn()?;
-    let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
+    // Its own process group, so that `git upload-pack`/`receive-pack` under it go too.
+    cmd.process_group(0);
+    let child = cmd.spawn()?;
+    let mut child = CgiChild(Some(child));
+    let Some(c) = child.0.as_mut() else {
+        bail!("CGI child vanished");
+    };
+    let stdin = c.stdin.take();
+    let mut stdout = c.stdout.take().context("CGI stdout")?;
+    let stderr = c.stderr.take();
+    // The request body streams into stdin while the answer streams out of stdout.
     let mut body = req.into_body();
-    let feed = async move {
-        if let Some(stdin) = stdin.as_mut() {
+    tokio::spawn(async move {
+        if let Some(mut stdin) = stdin {
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { break };
                 if let Ok(data) = frame.into_data() {
@@ -668,43 +675,100 @@ async fn cgi(
             }
             let _ = stdin.shutdown().await;
         }
-        drop(stdin);
-    };
-    let read_out = async {
+    });
+    let err_task = tokio::spawn(async move {
         let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
+        if let Some(mut s) = stderr {
             let _ = s.read_to_end(&mut buf).await;
         }
         buf
-    };
-    let read_err = async {
-        let mut buf = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_end(&mut buf).await;
+    });
+    // Read up to the end of the CGI headers, then stream the rest.
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let split = loop {
+        if let Some(i) = find(&head, b"\r\n\r\n") {
+            break Some((i, 4));
         }
-        buf
+        if let Some(i) = find(&head, b"\n\n") {
+            break Some((i, 2));
+        }
+        if head.len() > 64 * 1024 {
+            break None;
+        }
+        let n = stdout.read(&mut chunk).await?;
+        if n == 0 {
+            break None;
+        }
+        head.extend_from_slice(&chunk[..n]);
     };
-    let ((), out, err) = tokio::join!(feed, read_out, read_err);
-    let status = child.wait().await?;
-    if out.is_empty() {
+    let Some((i, sep)) = split else {
+        let status = child.wait().await;
+        let err = err_task.await.unwrap_or_default();
         bail!(
-            "git http-backend ({status}) wrote nothing: {}",
+            "git http-backend ({status}) wrote no CGI header: {}",
             String::from_utf8_lossy(&err)
         );
-    }
-    parse_cgi(&out)
+    };
+    let rest = head.split_off(i + sep);
+    head.truncate(i);
+    let builder = cgi_headers(&head);
+    // The child is reaped when stdout ends; if the client goes away first (or the server
+    // stops), dropping the stream kills its process group.
+    let stream = futures_util::stream::unfold(
+        (Some(rest), stdout, child, chunk),
+        |(pending, mut stdout, mut child, mut chunk)| async move {
+            if let Some(p) = pending.filter(|p| !p.is_empty()) {
+                return Some((Ok(bytes::Bytes::from(p)), (None, stdout, child, chunk)));
+            }
+            match stdout.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    let _ = child.wait().await;
+                    None
+                }
+                Ok(n) => {
+                    let data = bytes::Bytes::copy_from_slice(&chunk[..n]);
+                    Some((Ok::<_, std::io::Error>(data), (None, stdout, child, chunk)))
+                }
+            }
+        },
+    );
+    Ok(builder.body(Body::from_stream(stream))?)
 }
 
-/// Splits a CGI answer into status, headers and body (RFC 3875 §6: `Status:` header, headers
-/// ended by an empty line; http-backend ends lines with CRLF).
-fn parse_cgi(out: &[u8]) -> Result<Response> {
-    let (head, body) = match find(out, b"\r\n\r\n") {
-        Some(i) => (&out[..i], &out[i + 4..]),
-        None => match find(out, b"\n\n") {
-            Some(i) => (&out[..i], &out[i + 2..]),
-            None => bail!("CGI answer without a header end"),
-        },
-    };
+/// A CGI child: reaped by [`CgiChild::wait`]; when dropped before that, its whole process
+/// group is killed (http-backend's `git upload-pack` included).
+struct CgiChild(Option<tokio::process::Child>);
+
+impl CgiChild {
+    async fn wait(&mut self) -> String {
+        match self.0.take() {
+            Some(mut c) => c
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string()),
+            None => "gone".into(),
+        }
+    }
+}
+
+impl Drop for CgiChild {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            if let Some(pid) = c.id() {
+                // SAFETY: kill(2) on the process group this server created for the child.
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// The status and headers of a CGI answer (RFC 3875 §6: a `Status:` header, the others
+/// passed through; http-backend ends lines with CRLF).
+fn cgi_headers(head: &[u8]) -> axum::http::response::Builder {
     let head = String::from_utf8_lossy(head);
     let mut status = StatusCode::OK;
     let mut builder = Response::builder();
@@ -721,7 +785,7 @@ fn parse_cgi(out: &[u8]) -> Result<Response> {
             builder = builder.header(k, v);
         }
     }
-    Ok(builder.status(status).body(Body::from(body.to_vec()))?)
+    builder.status(status)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
