@@ -599,3 +599,102 @@ async fn pulls_create_duplicate_list_update_merge() {
         .iter()
         .all(|r| !r.query.contains("ghp_pat123")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_may_narrow_repositories_and_permissions() {
+    let srv = HttpGitServer::start().unwrap();
+    let apps = srv.create_repo("acme/apps").unwrap();
+    let other = srv.create_repo("acme/other").unwrap();
+    for r in ["acme/apps", "acme/other"] {
+        srv.commit_files(r, "main", &[("a", b"a")], "a").unwrap();
+    }
+    let gh = GitHubEmulator::start(&srv).unwrap();
+    let rw = gh.install("acme", &["acme/apps", "acme/other"], Access::ReadWrite);
+    let ro = gh.install("beta", &["acme/apps"], Access::ReadOnly);
+    let c = client(&srv.ca_pem());
+    let jwt = app_jwt(&gh.private_key_pem(), &gh.client_id()).unwrap();
+    let auth = format!("Bearer {jwt}");
+    let tokens = |id: u64| format!("{}/app/installations/{id}/access_tokens", gh.api_url());
+
+    let (s, _, v) = call(
+        &c,
+        "POST",
+        &tokens(rw),
+        Some(("authorization", &auth)),
+        Some(json!({"repositories": ["apps"], "permissions": {"contents": "read"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["permissions"]["contents"], "read");
+    assert_eq!(v["repositories"][0]["full_name"], "acme/apps");
+    let token = v["token"].as_str().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = srv.ca_file();
+    ok(&git(
+        tmp.path(),
+        &ca,
+        "x-access-token",
+        &token,
+        &["ls-remote", &apps],
+    ));
+    assert!(!git(
+        tmp.path(),
+        &ca,
+        "x-access-token",
+        &token,
+        &["ls-remote", &other]
+    )
+    .status
+    .success());
+
+    let (s, _, v) = call(
+        &c,
+        "POST",
+        &tokens(ro),
+        Some(("authorization", &auth)),
+        Some(json!({"repositories": ["other"]})),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, _, _) = call(
+        &c,
+        "POST",
+        &tokens(ro),
+        Some(("authorization", &auth)),
+        Some(json!({"permissions": {"contents": "write"}})),
+    )
+    .await;
+    assert_eq!(s, 422);
+
+    gh.suspend(ro, true);
+    let (s, _, _) = call(
+        &c,
+        "POST",
+        &tokens(ro),
+        Some(("authorization", &auth)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // Uninstalling revokes the installation's tokens.
+    gh.uninstall(rw);
+    assert!(!git(
+        tmp.path(),
+        &ca,
+        "x-access-token",
+        &token,
+        &["ls-remote", &apps]
+    )
+    .status
+    .success());
+    let (s, _, _) = call(
+        &c,
+        "POST",
+        &tokens(rw),
+        Some(("authorization", &auth)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+}

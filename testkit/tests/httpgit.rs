@@ -253,3 +253,29 @@ fn gzip_request_bodies_and_chunked_pushes_reach_http_backend() {
         local
     );
 }
+
+#[test]
+fn a_stalling_credential_is_let_in_and_never_answered() {
+    let srv = HttpGitServer::start().unwrap();
+    let url = srv.create_repo("s").unwrap();
+    srv.add_user("wedged", "pw", Access::Stalls);
+    let env = git_https_env(&srv.ca_file(), "wedged", "pw");
+    let tmp = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let o = git_env(
+        tmp.path(),
+        &env,
+        &[
+            "-c",
+            "http.lowSpeedLimit=1",
+            "-c",
+            "http.lowSpeedTime=2",
+            "ls-remote",
+            &url,
+        ],
+    );
+    assert!(!o.status.success());
+    let took = start.elapsed();
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+}
