@@ -24,7 +24,6 @@ async fn pulls_create_duplicate_list_edit_merge() {
         )
         .unwrap();
     }
-    srv.create_branch("org/apps", "same", "main").unwrap();
     let gt = GiteaEmulator::start(&srv).unwrap();
     srv.add_token("gitea-rw", Access::ReadWrite);
     let c = client(&srv.ca_pem());
@@ -92,7 +91,7 @@ async fn pulls_create_duplicate_list_edit_merge() {
         "POST",
         &pulls,
         tok,
-        Some(json!({"head": "same", "base": "main", "title": "t"})),
+        Some(json!({"head": "main", "base": "main", "title": "t"})),
     )
     .await;
     assert_eq!(s, 422);
@@ -212,8 +211,12 @@ async fn pulls_create_duplicate_list_edit_merge() {
     )
     .await;
     assert_eq!(s, 405);
-    let (s, _, _) = call(&c, "PATCH", &one, tok, Some(json!({"state": "open"}))).await;
-    assert_eq!(s, 409);
+    let (s, _, v) = call(&c, "PATCH", &one, tok, Some(json!({"state": "open"}))).await;
+    assert_eq!(s, 412);
+    assert_eq!(
+        v["message"],
+        "cannot change state of this pull request, it was already merged"
+    );
 
     // Helpers.
     gt.close("org/apps", 3).unwrap();

@@ -9,17 +9,21 @@
 //!   for the same head and base → 409 with `ErrPullRequestAlreadyExists`'s text
 //!   (`pull request already exists for these targets [id: …, issue_id: <index>, head_repo_id:
 //!   …, base_repo_id: …, head_branch: …, base_branch: …]`) in Gitea's `APIError` body
-//!   `{"message", "url"}`; a missing branch → 404; no changes → 422 "Invalid PullRequest:
-//!   There are no changes between the head and the base".
+//!   `{"message", "url"}`; a missing branch → 404; `head` equal to `base` → 422 "Invalid
+//!   PullRequest: There are no changes between the head and the base" (Gitea checks only
+//!   that; a head without new commits is accepted).
 //! - `GET /repos/{owner}/{repo}/pulls` (`state` open/closed/all, default open; `page`;
 //!   `limit`, default 30 = `[api] DEFAULT_PAGING_NUM`, at most 50 = `MAX_RESPONSE_ITEMS`) with
 //!   `X-Total-Count` and `Link` (next, last, first, prev).
 //! - `GET /repos/{owner}/{repo}/pulls/{index}`; `PATCH` (`title`, `body`, `state`, `base`) →
-//!   **201** (swagger: `201 PullRequest`); reopening a merged PR → 409.
+//!   **201** (swagger: `201 PullRequest`; "TODO this should be 200, not 201" in the source);
+//!   any `state` on a merged PR → 412 "cannot change state of this pull request, it was
+//!   already merged"; a missing new base → 404.
 //! - `POST /repos/{owner}/{repo}/pulls/{index}/merge` (`Do`: merge, squash, rebase,
 //!   fast-forward-only; `MergeTitleField`, `MergeMessageField`, `head_commit_id`,
-//!   `delete_branch_after_merge`) → 200 with an empty body; already merged → 405; closed → 404;
-//!   conflicts or a stale `head_commit_id` → 409. `GET .../merge` → 204 merged / 404 not.
+//!   `delete_branch_after_merge`) → 200 with an empty body; already merged → 405 (empty
+//!   message); closed → 404; conflicts → 409; a stale `head_commit_id` → 409 "head out of
+//!   date". `GET .../merge` → 204 merged / 404 not.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,8 +37,8 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::{
-    bearer, commits_ahead, link_header, lock, now_rfc3339, paginate, q_get, query_pairs, record,
-    ApiRequestRecord, Common, MergeError, MergeMethod, PrState, PrStore, PullRequest,
+    bearer, link_header, lock, now_rfc3339, paginate, q_get, query_pairs, record, ApiRequestRecord,
+    Common, MergeError, MergeMethod, PrState, PrStore, PullRequest,
 };
 use crate::httpgit::{Access, AuthOutcome, HttpGitServer};
 use crate::tls::{serve_tls, Served};
@@ -269,6 +273,13 @@ async fn create_pull(
     let (Some(head_raw), Some(base)) = (s("head"), s("base")) else {
         return api_error(&base_url, 422, "[Head]: Required; [Base]: Required");
     };
+    if head_raw == base {
+        return api_error(
+            &base_url,
+            422,
+            "Invalid PullRequest: There are no changes between the head and the base",
+        );
+    }
     let head = match head_raw.split_once(':') {
         Some((o, b)) if o == owner => b.to_string(),
         Some(_) => return not_found(&base_url),
@@ -293,13 +304,6 @@ async fn create_pull(
                 "pull request already exists for these targets [id: {}, issue_id: {}, head_repo_id: {rid}, base_repo_id: {rid}, head_branch: {head}, base_branch: {base}]",
                 dup.id, dup.number
             ),
-        );
-    }
-    if commits_ahead(&common.repos, &repo, &base, &head).unwrap_or(0) == 0 {
-        return api_error(
-            &base_url,
-            422,
-            "Invalid PullRequest: There are no changes between the head and the base",
         );
     }
     let pr = st.prs.create(
@@ -402,7 +406,7 @@ async fn edit_pull(
     let base_url = st.base.clone();
     match check(&common, &base_url, &headers, &repo) {
         Ok(Access::ReadWrite) => {}
-        Ok(_) => return api_error(&base_url, 403, "user should have permission to write"),
+        Ok(_) => return StatusCode::FORBIDDEN.into_response(),
         Err(r) => return r,
     }
     let Some(req) = parse_json(&body) else {
@@ -410,7 +414,7 @@ async fn edit_pull(
     };
     if let Some(b) = req.get("base").and_then(Value::as_str) {
         if common.repos.branch_sha(&repo, b).is_none() {
-            return not_found(&base_url);
+            return api_error(&base_url, 404, &format!("new base '{b}' not exist"));
         }
     }
     let Some(p) = index
@@ -429,10 +433,10 @@ async fn edit_pull(
             p.state = PrState::Open;
             p.closed_at = None;
         }
-        (Some("open"), PrState::Merged) => {
+        (Some(_), PrState::Merged) => {
             return api_error(
                 &base_url,
-                409,
+                412,
                 "cannot change state of this pull request, it was already merged",
             )
         }
@@ -500,7 +504,7 @@ async fn merge_pull(
         return not_found(&base_url);
     };
     match pr.state {
-        PrState::Merged => return api_error(&base_url, 405, "The PR is already merged"),
+        PrState::Merged => return api_error(&base_url, 405, ""),
         PrState::Closed => return not_found(&base_url),
         PrState::Open => {}
     }

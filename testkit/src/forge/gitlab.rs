@@ -20,9 +20,10 @@
 //! - "Get single MR", "Update MR" (`title`, `description`, `target_branch`, `state_event`
 //!   close/reopen), "Merge a merge request" (`PUT .../merge`: `merge_commit_message`, `squash`,
 //!   `sha`, `should_remove_source_branch`; 200 with the MR `state: merged`; 405 `{"message":"405
-//!   Method Not Allowed"}` when not open; 409 `{"message":"SHA does not match HEAD of source
-//!   branch: <sha>"}`; 422 `{"message":"Branch cannot be merged"}` on conflicts; 401 without
-//!   permission to merge).
+//!   Method Not Allowed"}` when not open or not mergeable (conflicts: gitlab-org/gitlab#364102);
+//!   409 `{"message":"SHA does not match HEAD of source branch: <sha>"}`; 422
+//!   `{"message":"Branch cannot be merged"}` when the merge itself fails (here: a branch is
+//!   gone); 401 without permission to merge).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -661,9 +662,10 @@ async fn merge_mr(
             409,
             &format!("SHA does not match HEAD of source branch: {h}"),
         ),
-        Err(MergeError::Conflict | MergeError::BranchMissing) => {
-            message(422, "Branch cannot be merged")
-        }
+        // Conflicts make the MR not `mergeable?`: 405, as gitlab.com answers (gitlab-org/
+        // gitlab#364102; older docs said 406).
+        Err(MergeError::Conflict) => message(405, "405 Method Not Allowed"),
+        Err(MergeError::BranchMissing) => message(422, "Branch cannot be merged"),
         Err(MergeError::Git(e)) => message(500, &e),
     }
 }
