@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{call, client, git, link, ok};
 use serde_json::json;
 use tooljet_gitsync_testkit::forge::github::{
-    app_jwt, generate_rsa_key_pem, sign_jwt, GitHubEmulator, JWT_BAD_EXP, JWT_BAD_IAT,
+    app_jwt, generate_rsa_key_pem, sign_jwt, GitHubEmulator, TokenFormat, JWT_BAD_EXP, JWT_BAD_IAT,
     JWT_EXP_TOO_FAR, JWT_UNDECODABLE,
 };
 use tooljet_gitsync_testkit::httpgit::{Access, HttpGitServer};
@@ -665,6 +665,30 @@ async fn token_requests_may_narrow_repositories_and_permissions() {
     )
     .await;
     assert_eq!(s, 422);
+
+    // The stateless token format (ghs_<APPID>_<JWT>) works as a git password too.
+    gh.set_token_format(TokenFormat::Stateless);
+    let (s, _, v) = call(
+        &c,
+        "POST",
+        &tokens(ro),
+        Some(("authorization", &auth)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201);
+    let long = v["token"].as_str().unwrap().to_string();
+    assert!(
+        long.starts_with(&format!("ghs_{}_", gh.app_id())) && long.len() > 100,
+        "{long}"
+    );
+    ok(&git(
+        tmp.path(),
+        &ca,
+        "x-access-token",
+        &long,
+        &["ls-remote", &apps],
+    ));
 
     gh.suspend(ro, true);
     let (s, _, _) = call(

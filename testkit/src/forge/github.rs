@@ -93,7 +93,19 @@ pub struct IssuedToken {
     pub expires_at: SystemTime,
 }
 
+/// Shape of the installation tokens issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// `ghs_` + 36 alphanumerics (40 characters), the long-standing format.
+    Classic,
+    /// `ghs_<APPID>_<JWT>`: the stateless format GitHub began rolling out on 2026-04-27
+    /// ("Generating an installation access token for a GitHub App", note): a few hundred
+    /// characters with `.`, `-` and `_`.
+    Stateless,
+}
+
 struct GhState {
+    token_format: TokenFormat,
     app_id: u64,
     client_id: String,
     public_key: RsaPublicKey,
@@ -173,6 +185,7 @@ impl GitHubEmulator {
         let common = Common::new(git);
         let app_id = 100_000 + (rand_u64() % 900_000);
         let state = Arc::new(Mutex::new(GhState {
+            token_format: TokenFormat::Classic,
             app_id,
             client_id: format!("Iv23li{:014x}", rand_u64() >> 8),
             public_key: key.to_public_key(),
@@ -275,6 +288,11 @@ impl GitHubEmulator {
         lock(&self.state).token_lifetime = d;
     }
 
+    /// Format of tokens issued from now on.
+    pub fn set_token_format(&self, f: TokenFormat) {
+        lock(&self.state).token_format = f;
+    }
+
     /// Every token issued so far.
     pub fn issued_tokens(&self) -> Vec<IssuedToken> {
         lock(&self.state).issued.clone()
@@ -342,6 +360,21 @@ fn random_token() -> String {
         .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
         .collect();
     format!("ghs_{s}")
+}
+
+fn stateless_token(app_id: u64, installation: u64) -> String {
+    let mut sig = [0u8; 64];
+    let _ = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut sig);
+    format!(
+        "ghs_{app_id}_{}.{}.{}",
+        b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(
+            json!({"iid": installation, "exp": unix_now() + 3600, "n": rand_u64()})
+                .to_string()
+                .as_bytes()
+        ),
+        b64(&sig)
+    )
 }
 
 fn respond(status: u16, body: Value) -> Response {
@@ -530,7 +563,10 @@ async fn create_token(
             }
         }
     }
-    let token = random_token();
+    let token = match st.token_format {
+        TokenFormat::Classic => random_token(),
+        TokenFormat::Stateless => stateless_token(st.app_id, inst.id),
+    };
     let expires_at = SystemTime::now() + st.token_lifetime;
     common.creds.add_grant(
         &token,
