@@ -112,6 +112,19 @@ async fn merge_requests_create_duplicate_list_update_merge() {
         )
     );
 
+    let (s, _, v) = call(
+        &c,
+        "GET",
+        &format!("{}/projects/{pid}", gl.api_url()),
+        pt,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["path_with_namespace"], "grp/apps");
+    assert_eq!(v["default_branch"], "main");
+    assert_eq!(v["http_url_to_repo"], srv.url("grp/apps"));
+
     // The numeric id works like the path; form bodies too.
     let by_id = format!("{}/projects/{pid}/merge_requests", gl.api_url());
     for i in 2..=5 {
