@@ -264,64 +264,15 @@ impl GitServer {
         files: &[(&str, &[u8])],
         message: &str,
     ) -> Result<String> {
-        let work = tempfile::tempdir()?;
-        let w = work.path();
-        // Root writing into the git user's repository: trust it, as an admin would.
-        let global = work.path().join("gitconfig");
-        std::fs::write(&global, "[safe]\n\tdirectory = *\n")?;
-        let w_repo = w.join("work");
-        std::fs::create_dir_all(&w_repo)?;
-        let w = w_repo.as_path();
         let repo = self.repo_path(name);
-        let git = |args: &[&str]| -> Result<String> {
-            let out = Command::new("git")
-                .args([
-                    "-c",
-                    "safe.directory=*",
-                    "-c",
-                    "user.name=Foreign Writer",
-                    "-c",
-                    "user.email=foreign@example.com",
-                    "-c",
-                    "init.defaultBranch=main",
-                ])
-                .args(args)
-                .env("GIT_CONFIG_GLOBAL", &global)
-                .current_dir(w)
-                .output()?;
-            if !out.status.success() {
-                bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        git(&["init", "-q"])?;
-        let repo_s = repo.to_string_lossy().to_string();
-        git(&["remote", "add", "origin", &repo_s])?;
-        let has_branch =
-            !git(&["ls-remote", "origin", &format!("refs/heads/{branch}")])?.is_empty();
-        if has_branch {
-            git(&["fetch", "-q", "origin", branch])?;
-            git(&["checkout", "-q", "-B", branch, "FETCH_HEAD"])?;
-        } else {
-            git(&["checkout", "-q", "-b", branch])?;
-        }
-        for (path, content) in files {
-            let p = w.join(path);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&p, content)?;
-            git(&["add", "--", path])?;
-        }
-        git(&["commit", "-q", "--allow-empty", "-m", message])?;
-        git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")])?;
+        let sha = commit_files_local(&repo, branch, files, message)?;
         // Racing pushes may remove their quarantine directories meanwhile: that is fine.
         Command::new("chown")
             .args(["-R", "git:git"])
             .arg(&repo)
             .stderr(Stdio::null())
             .status()?;
-        git(&["rev-parse", "HEAD"])
+        Ok(sha)
     }
 
     /// Lets `public_key` (one OpenSSH line) in with `access`.
@@ -379,4 +330,64 @@ impl Drop for GitServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Commits `files` (path, content) on top of `branch` of the bare repository at `repo` as a
+/// foreign writer (a local clone and push) and returns the new commit sha.
+pub(crate) fn commit_files_local(
+    repo: &Path,
+    branch: &str,
+    files: &[(&str, &[u8])],
+    message: &str,
+) -> Result<String> {
+    let work = tempfile::tempdir()?;
+    let w = work.path();
+    // Root writing into the git user's repository: trust it, as an admin would.
+    let global = work.path().join("gitconfig");
+    std::fs::write(&global, "[safe]\n\tdirectory = *\n")?;
+    let w_repo = w.join("work");
+    std::fs::create_dir_all(&w_repo)?;
+    let w = w_repo.as_path();
+    let git = |args: &[&str]| -> Result<String> {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "safe.directory=*",
+                "-c",
+                "user.name=Foreign Writer",
+                "-c",
+                "user.email=foreign@example.com",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", &global)
+            .current_dir(w)
+            .output()?;
+        if !out.status.success() {
+            bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    git(&["init", "-q"])?;
+    let repo_s = repo.to_string_lossy().to_string();
+    git(&["remote", "add", "origin", &repo_s])?;
+    let has_branch = !git(&["ls-remote", "origin", &format!("refs/heads/{branch}")])?.is_empty();
+    if has_branch {
+        git(&["fetch", "-q", "origin", branch])?;
+        git(&["checkout", "-q", "-B", branch, "FETCH_HEAD"])?;
+    } else {
+        git(&["checkout", "-q", "-b", branch])?;
+    }
+    for (path, content) in files {
+        let p = w.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, content)?;
+        git(&["add", "--", path])?;
+    }
+    git(&["commit", "-q", "--allow-empty", "-m", message])?;
+    git(&["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")])?;
+    git(&["rev-parse", "HEAD"])
 }
