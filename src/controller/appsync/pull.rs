@@ -270,7 +270,13 @@ async fn observe_git(
         Some(id) => AppLookup::ByGitAppId(id),
         None => AppLookup::ByName(&aps.spec.app),
     };
-    let located = layout::locate_app(snap?.meta_json.as_deref(), lookup).map_err(|e| {
+    let snap = snap?;
+    // Everything below reads the commit this snapshot saw, not the revision again: the branch
+    // may move between two requests (another config's fetch, the worker's own push), and an
+    // export of one commit recorded as another would leave the newer one never imported.
+    let pinned = snap.commit.as_ref().map(|c| c.sha.clone());
+    let at = pinned.as_deref().unwrap_or(revision);
+    let located = layout::locate_app(snap.meta_json.as_deref(), lookup).map_err(|e| {
         Problem::retrying(Reason::AppNotInGit, format!("revision {revision}: {e}. Check spec.app and that the app was pushed to this revision; retried every interval"))
     })?;
     let folder = located
@@ -281,18 +287,13 @@ async fn observe_git(
         .to_string();
     let recent = max_age.max(Duration::from_secs(1));
     let snap = worker
-        .snapshot(
-            cfg.transport.clone(),
-            revision,
-            vec![folder.clone()],
-            recent,
-        )
+        .snapshot(cfg.transport.clone(), at, vec![folder.clone()], recent)
         .await?;
     let export = plan::read_export(&snap.files, &located, revision)?;
     let touching = worker
         .last_commit_touching(
             cfg.transport.clone(),
-            revision,
+            at,
             None,
             &folder,
             &located.git_app_id,
