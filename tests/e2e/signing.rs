@@ -220,6 +220,27 @@ async fn signing(env: Arc<Env>) -> Result<()> {
         "verified with the deploy key"
     );
 
+    // A rotated key is picked up from the Secret's watch, not at the interval (1 m): the
+    // config is Ready, so nothing else would re-run it that soon.
+    let rotated = keygen("")?;
+    let rotated_at = std::time::Instant::now();
+    Api::<Secret>::namespaced(c.clone(), &ns)
+        .patch(
+            "sales-signing",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"stringData": {"identity": rotated.private}})),
+        )
+        .await?;
+    wait_gsc(c, &ns, "sales", "the rotated key in status", |g| {
+        signing_status(g).is_some_and(|(fp, _)| fp == rotated.fingerprint)
+    })
+    .await?;
+    let took = rotated_at.elapsed();
+    ensure!(
+        took < Duration::from_secs(30),
+        "the rotated key showed after {took:?}: the Secret's change did not wake the config"
+    );
+
     // A key with a passphrase: not Ready, and a change in ToolJet is not committed.
     let locked = keygen("correct horse")?;
     let patch = serde_json::json!({"stringData": {"identity": locked.private}});
