@@ -152,10 +152,11 @@ async fn resolve(
     usable(&gsc)?;
     let valid = gitsyncconfig::validate(&gsc.spec, &ctx.options)?;
     let tooljet = connection::connect(&gsc, ctx, false).await?;
-    let transport = repo_transport(&gsc, &valid, ctx).await?;
+    let (transport, key_secret) = repo_transport(&gsc, &valid, ctx).await?;
     // Read again (not taken from the config's status): a key that went missing or broke since
-    // the config was last Ready stops the push here, and nothing is committed unsigned.
-    let signing = gitsyncconfig::load_signer(&gsc, ctx).await?;
+    // the config was last Ready stops the push here, and nothing is committed unsigned. A
+    // signing key kept in the deploy key Secret is taken from the read just made.
+    let signing = gitsyncconfig::load_signer(&gsc, ctx, Some(&key_secret)).await?;
     Ok(ResolvedConfig {
         gsc,
         valid,
@@ -166,12 +167,12 @@ async fn resolve(
 }
 
 /// The key from the config's Secret and the host keys it trusts (pinned, recorded in the
-/// Secret, or learned into status).
+/// Secret, or learned into status), with the Secret read.
 async fn repo_transport(
     gsc: &GitSyncConfig,
     valid: &Validated,
     ctx: &Context,
-) -> Result<Transport, Failure> {
+) -> Result<(Transport, Secret), Failure> {
     let ns = gsc.namespace().unwrap_or_default();
     let name = gsc.key_secret_name();
     let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
@@ -212,10 +213,13 @@ async fn repo_transport(
             .into())
         }
     };
-    Ok(Transport {
-        private_key: (!is_file).then_some(private),
-        host_keys,
-    })
+    Ok((
+        Transport {
+            private_key: (!is_file).then_some(private),
+            host_keys,
+        },
+        secret,
+    ))
 }
 
 #[cfg(test)]

@@ -389,14 +389,9 @@ mod tests {
         }
     }
 
-    fn hook(took: Duration, head: &str) -> (Arc<Hook>, Arc<AtomicU64>) {
-        let calls = Arc::new(AtomicU64::new(0));
+    /// The hook of `ns/c`, registered with `checker`.
+    fn registered(checker: Arc<dyn Checker>) -> Arc<Hook> {
         let hooks = Hooks::default();
-        let checker = Arc::new(Counting {
-            calls: calls.clone(),
-            took,
-            refs: BTreeMap::from([("refs/heads/main".to_string(), head.to_string())]),
-        });
         let _ = hooks.register(
             b"0123456789abcdef",
             "c",
@@ -408,7 +403,17 @@ mod tests {
                 checker,
             },
         );
-        (hooks.of_config("ns/c").unwrap(), calls)
+        hooks.of_config("ns/c").unwrap()
+    }
+
+    fn hook(took: Duration, head: &str) -> (Arc<Hook>, Arc<AtomicU64>) {
+        let calls = Arc::new(AtomicU64::new(0));
+        let checker = Arc::new(Counting {
+            calls: calls.clone(),
+            took,
+            refs: BTreeMap::from([("refs/heads/main".to_string(), head.to_string())]),
+        });
+        (registered(checker), calls)
     }
 
     fn up(after: Option<&str>) -> RefUpdate {
@@ -486,22 +491,11 @@ mod tests {
 
     fn flaky(fail: u64) -> (Arc<Hook>, Arc<AtomicU64>) {
         let calls = Arc::new(AtomicU64::new(0));
-        let hooks = Hooks::default();
-        let _ = hooks.register(
-            b"0123456789abcdef",
-            "c",
-            HookTarget {
-                config: "ns/c".into(),
-                namespace: "ns".into(),
-                repository: "r".into(),
-                branch: "main".into(),
-                checker: Arc::new(Flaky {
-                    calls: calls.clone(),
-                    fail,
-                }),
-            },
-        );
-        (hooks.of_config("ns/c").unwrap(), calls)
+        let checker = Arc::new(Flaky {
+            calls: calls.clone(),
+            fail,
+        });
+        (registered(checker), calls)
     }
 
     #[tokio::test(start_paused = true)]

@@ -97,7 +97,7 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
     });
 
     // Read in every pass, so a Secret that changed or broke shows at once (the Secret is watched).
-    let signing = match signing::load(&gsc, &ctx).await {
+    let signing = match signing::load(&gsc, &ctx, None).await {
         Ok(s) => s.map(|s| {
             status.commit_signing = Some(signing::status_of(&s));
             Ok(format!(

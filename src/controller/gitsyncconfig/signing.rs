@@ -48,18 +48,26 @@ pub fn status_of(signer: &CommitSigner) -> CommitSigningStatus {
 
 /// The signing key of `gsc`, when it asks for signed commits; a Problem when the Secret or its
 /// key is missing or the key cannot sign. Messages name the Secret and the key, never a value.
+/// `known`: a Secret of the config's namespace just read (the deploy key's), used instead of a
+/// second read when it is the signing Secret.
 pub async fn load(
     gsc: &GitSyncConfig,
     ctx: &Context,
+    known: Option<&Secret>,
 ) -> Result<Option<Arc<CommitSigner>>, Failure> {
     let Some(signing) = &gsc.spec.commit_signing else {
         return Ok(None);
     };
     let ns = gsc.namespace().unwrap_or_default();
     let name = &signing.secret_ref.name;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(name)
-        .await?;
+    let secret = match known.filter(|s| s.metadata.name.as_deref() == Some(name.as_str())) {
+        Some(s) => Some(s.clone()),
+        None => {
+            Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(name)
+                .await?
+        }
+    };
     let identity = identity_of(gsc, secret.as_ref())?;
     // Parsed once per Secret version: every AppSync pass loads the key, and an RSA key makes a
     // trial signature while parsed.
