@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod controller;
+pub mod forge;
 pub mod git;
 pub mod keys;
 pub mod layout;
