@@ -329,6 +329,11 @@ pub(crate) fn link_has_next(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A serde error about an answer (callers redact the token from it, as from every detail).
+pub(crate) fn serde_detail(what: &str, e: &serde_json::Error) -> String {
+    format!("the answer is not {what}: {e}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,9 +423,4 @@ mod tests {
         assert!(!link_has_next(&h));
         assert!(!link_has_next(&HeaderMap::new()));
     }
-}
-
-/// A serde error about an answer (callers redact the token from it, as from every detail).
-pub(crate) fn serde_detail(what: &str, e: &serde_json::Error) -> String {
-    format!("the answer is not {what}: {e}")
 }
