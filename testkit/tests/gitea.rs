@@ -228,3 +228,52 @@ async fn pulls_create_duplicate_list_edit_merge() {
     assert_eq!(gt.prs("org/apps").len(), 4);
     assert!(gt.requests().iter().all(|r| !r.query.contains("gitea-rw")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_token_may_list_but_not_create_or_edit() {
+    let srv = HttpGitServer::start().unwrap();
+    srv.create_repo("org/apps").unwrap();
+    srv.commit_files("org/apps", "main", &[("a", b"a")], "a")
+        .unwrap();
+    srv.create_branch("org/apps", "tooljet/prod", "main")
+        .unwrap();
+    srv.commit_files("org/apps", "tooljet/prod", &[("b", b"b")], "b")
+        .unwrap();
+    let gt = GiteaEmulator::start(&srv).unwrap();
+    srv.add_token("gitea-rw", Access::ReadWrite);
+    srv.add_token("gitea-ro", Access::ReadOnly);
+    let c = client(&srv.ca_pem());
+    let pulls = format!("{}/repos/org/apps/pulls", gt.api_url());
+    let ro = Some(("authorization", "token gitea-ro"));
+    let scope = "token does not have at least one of required scope(s): [write:repository]";
+
+    let pr = json!({"head": "tooljet/prod", "base": "main", "title": "t", "body": "b"});
+    let (s, _, v) = call(&c, "POST", &pulls, ro, Some(pr.clone())).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["message"], scope);
+    assert!(gt.prs("org/apps").is_empty());
+
+    let (s, _, v) = call(
+        &c,
+        "POST",
+        &pulls,
+        Some(("authorization", "token gitea-rw")),
+        Some(pr),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, _, v) = call(&c, "GET", &pulls, ro, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().map(Vec::len), Some(1));
+    let (s, _, v) = call(
+        &c,
+        "PATCH",
+        &format!("{pulls}/1"),
+        ro,
+        Some(json!({"title": "changed"})),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["message"], scope);
+    assert_eq!(gt.prs("org/apps")[0].title, "t");
+}

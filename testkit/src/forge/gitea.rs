@@ -5,6 +5,8 @@
 //!
 //! - Auth `Authorization: token <t>` (also `Bearer`); 401 without a valid token here (the
 //!   repositories are private; Gitea also answers 404 to anonymous callers of private repos).
+//!   A read-only token (scope `read:repository`) creating or editing a PR → 403 "token does
+//!   not have at least one of required scope(s): [write:repository]".
 //! - `POST /repos/{owner}/{repo}/pulls` (`head`, `base`, `title`, `body`) → 201; an unmerged PR
 //!   for the same head and base → 409 with `ErrPullRequestAlreadyExists`'s text
 //!   (`pull request already exists for these targets [id: …, issue_id: <index>, head_repo_id:
@@ -155,6 +157,17 @@ fn api_error(base: &str, status: u16, m: &str) -> Response {
     )
 }
 
+/// A read-only token (scope `read:repository`) on a writing route: Gitea's
+/// `tokenRequiresScopes` answers 403 (routers/api/v1/api.go; the scope level follows the
+/// method, so POST/PATCH need `write:repository`).
+fn scope_missing(base: &str) -> Response {
+    api_error(
+        base,
+        403,
+        "token does not have at least one of required scope(s): [write:repository]",
+    )
+}
+
 fn not_found(base: &str) -> Response {
     respond(
         404,
@@ -263,8 +276,10 @@ async fn create_pull(
     let repo = format!("{owner}/{name}");
     let mut st = lock(&st);
     let base_url = st.base.clone();
-    if let Err(r) = check(&common, &base_url, &headers, &repo) {
-        return r;
+    match check(&common, &base_url, &headers, &repo) {
+        Ok(Access::ReadWrite) => {}
+        Ok(_) => return scope_missing(&base_url),
+        Err(r) => return r,
     }
     let Some(req) = parse_json(&body) else {
         return api_error(&base_url, 422, "invalid JSON");
@@ -406,7 +421,7 @@ async fn edit_pull(
     let base_url = st.base.clone();
     match check(&common, &base_url, &headers, &repo) {
         Ok(Access::ReadWrite) => {}
-        Ok(_) => return StatusCode::FORBIDDEN.into_response(),
+        Ok(_) => return scope_missing(&base_url),
         Err(r) => return r,
     }
     let Some(req) = parse_json(&body) else {
