@@ -320,21 +320,26 @@ async fn gitlab_read_only_token_is_forbidden() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitea_read_only_token_cannot_edit() {
+async fn gitea_read_only_token_cannot_open_or_edit() {
     let h = Host::start(Provider::Gitea, "org/apps");
     h.branch("tooljet/prod");
     h.srv.add_token("tok-rw-gitea", Access::ReadWrite);
     h.srv.add_token("tok-ro-gitea", Access::ReadOnly);
+    let ro = h.client("tok-ro-gitea");
+    let e = ro.open("tooljet/prod", "main", "x", "").await.unwrap_err();
+    assert_eq!(e.kind(), ForgeErrorKind::Forbidden, "{e}");
+    assert!(e.to_string().contains("required scope"), "{e}");
+    assert_clean(&e, &["tok-ro-gitea"]);
     let pr = h
         .client("tok-rw-gitea")
         .open("tooljet/prod", "main", "x", "")
         .await
         .unwrap();
-    let e = h
-        .client("tok-ro-gitea")
-        .update(pr.number, "t", "b")
-        .await
-        .unwrap_err();
+    assert_eq!(
+        ro.find_open("tooljet/prod", "main").await.unwrap(),
+        Some(pr.clone())
+    );
+    let e = ro.update(pr.number, "t", "b").await.unwrap_err();
     assert_eq!(e.kind(), ForgeErrorKind::Forbidden, "{e}");
     assert!(e.to_string().contains("write:repository"), "{e}");
 }

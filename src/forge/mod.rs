@@ -707,6 +707,38 @@ pub(crate) fn owner_name(repo: &str) -> (&str, &str) {
 mod tests {
     use super::*;
 
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+
+    /// The clients and their futures can be kept in shared state and spawned on.
+    #[test]
+    fn clients_and_futures_are_send() {
+        let c = ForgeClient::new(
+            Provider::GitLab,
+            "https://gl.example.com/api/v4",
+            "g/r",
+            Zeroizing::new("t".into()),
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        send_sync(&c);
+        send(&c.find_open("a", "b"));
+        send(&c.open("a", "b", "t", "b"));
+        send(&c.get(1));
+        send(&c.update(1, "t", "b"));
+        let tokens = AppTokens::new(Duration::from_secs(1));
+        send_sync(&tokens);
+        let creds = AppCredentials {
+            api_base: "https://api.github.com".into(),
+            app_id: "1".into(),
+            installation_id: "2".into(),
+            private_key_pem: Zeroizing::new(String::new()),
+            ca_pem: None,
+        };
+        send(&tokens.token(&creds, None));
+    }
+
     #[test]
     fn default_api_bases() {
         assert_eq!(
