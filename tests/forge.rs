@@ -404,8 +404,7 @@ async fn fake_http(answer: Option<Vec<u8>>) -> String {
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut s, _)) = l.accept().await {
-            let mut buf = vec![0u8; 16 * 1024];
-            let _ = s.read(&mut buf).await;
+            read_request(&mut s).await;
             match &answer {
                 Some(a) => {
                     let _ = s.write_all(a).await;
@@ -416,6 +415,34 @@ async fn fake_http(answer: Option<Vec<u8>>) -> String {
         }
     });
     format!("http://{addr}")
+}
+
+/// Reads one request (head, and a body of `content-length` bytes), so the answer never races
+/// the client's upload.
+async fn read_request(s: &mut tokio::net::TcpStream) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body_start = loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..body_start]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while got.len() < body_start + len {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 fn http_answer(status: &str, body: &[u8]) -> Vec<u8> {
