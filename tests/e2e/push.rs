@@ -358,9 +358,13 @@ async fn twenty_batched(env: Arc<Env>) -> Result<()> {
         )
         .await?;
     }
+    // Each app is committed by the operator; a later pass (the branch moved) may already have
+    // turned Committed into UpToDate by the time this loop reads it, keeping lastCommit.
     for i in 0..20 {
-        wait_aps(c, &ns, &format!("batch-{i:02}"), "Committed", |a| {
+        wait_aps(c, &ns, &format!("batch-{i:02}"), "committed", |a| {
             aps_has(a, "Ready", "True", "Committed")
+                || (aps_has(a, "Ready", "True", "UpToDate")
+                    && a.status.as_ref().is_some_and(|s| s.last_commit.is_some()))
         })
         .await?;
     }
