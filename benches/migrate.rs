@@ -462,6 +462,7 @@ async fn baseline(p: &Parts<'_>) -> Result<Baseline> {
     let transport = Transport {
         private_key: Some(key.private_openssh),
         host_keys: HostKeyPolicy::Pinned(p.git.known_hosts_line()?),
+        https: None,
     };
     let data = tempfile::Builder::new()
         .prefix("migrate-baseline-")

@@ -82,6 +82,7 @@ async fn run(n: usize) -> Result<()> {
     let transport = Transport {
         private_key: Some(key.private_openssh),
         host_keys: HostKeyPolicy::Pinned(server.known_hosts_line()?),
+        https: None,
     };
     let data = tempfile::tempdir()?;
 

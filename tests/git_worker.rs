@@ -44,6 +44,7 @@ fn setup() -> Result<Env> {
     let transport = Transport {
         private_key: Some(key.private_openssh),
         host_keys: HostKeyPolicy::Pinned(server.known_hosts_line()?),
+        https: None,
     };
     let data = tempfile::tempdir()?;
     let workers = workers_in(data.path());
@@ -700,6 +701,7 @@ async fn check_runs_in_the_worker_and_feeds_the_head_cache() -> Result<()> {
     let refused = Transport {
         private_key: Some(stranger.private_openssh),
         host_keys: env.transport.host_keys.clone(),
+        https: None,
     };
     let outcome = env.worker.check(refused, "main").await?;
     match outcome.result {
@@ -788,6 +790,7 @@ async fn transport_failures_keep_their_kind() -> Result<()> {
     job.transport = Transport {
         private_key: Some(stranger.private_openssh),
         host_keys: env.transport.host_keys.clone(),
+        https: None,
     };
     let e = env.worker.push(job).await.err().context("must fail")?;
     ensure!(
@@ -817,6 +820,7 @@ async fn transport_failures_keep_their_kind() -> Result<()> {
             Transport {
                 private_key: env.transport.private_key.clone(),
                 host_keys: HostKeyPolicy::Pinned(wrong),
+                https: None,
             },
             "main",
             LONG,
@@ -881,6 +885,7 @@ async fn stuck_repositories_end_within_their_deadlines() -> Result<()> {
     let transport = |key: &keys::DeployKey, host_keys: HostKeyPolicy| Transport {
         private_key: Some(key.private_openssh.clone()),
         host_keys,
+        https: None,
     };
     let silent_url = RepoUrl::parse(&format!("ssh://git@127.0.0.1:{}/x.git", silent_server()?))?;
     let data = tempfile::tempdir()?;
@@ -1002,6 +1007,7 @@ async fn failed_fetches_keep_the_mirror() -> Result<()> {
     let refused = Transport {
         private_key: Some(stranger.private_openssh),
         host_keys: env.transport.host_keys.clone(),
+        https: None,
     };
     let e = env
         .worker
@@ -1428,6 +1434,7 @@ async fn ref_moves_are_announced_and_make_other_transports_fetch_again() -> Resu
     let reader = Transport {
         private_key: Some(key.private_openssh),
         host_keys: HostKeyPolicy::Pinned(env.server.known_hosts_line()?),
+        https: None,
     };
     // The reader looks first, at an empty repository: no news for anyone.
     let empty = env

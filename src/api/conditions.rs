@@ -33,6 +33,9 @@ pub mod types {
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
     pub const DEPLOY_KEY_READY: &str = "DeployKeyReady";
+    /// HTTPS repositories: the credentials Secret holds a usable token or GitHub App (there is
+    /// no deploy key then).
+    pub const CREDENTIALS_READY: &str = "CredentialsReady";
     pub const SIGNING_KEY_READY: &str = "SigningKeyReady";
     pub const REPOSITORY_REACHABLE: &str = "RepositoryReachable";
     pub const TOOLJET_REACHABLE: &str = "ToolJetReachable";

@@ -88,8 +88,9 @@ pub struct WebhookSpec {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RepositorySpec {
-    /// SSH URL: scp-like `git@github.com:org/repo.git`, `ssh://git@host:2222/org/repo.git`, or
-    /// `file:///path/repo.git` for local mirrors.
+    /// SSH URL: scp-like `git@github.com:org/repo.git`, `ssh://git@host:2222/org/repo.git`;
+    /// HTTPS URL `https://github.com/org/repo.git` (with `auth`); or `file:///path/repo.git`
+    /// for local mirrors.
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// Branch to commit to and read from (ToolJet's default is `master`).
@@ -100,6 +101,21 @@ pub struct RepositorySpec {
     /// recorded and any later change is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<String>,
+    /// Credentials for an HTTPS URL (required there, refused for SSH URLs, which use the
+    /// deploy key): a token, or a GitHub App.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RepositoryAuth>,
+}
+
+/// HTTPS credentials, in a Secret of the config's namespace with Flux's key names, so one
+/// Secret serves both: `username` (default `git`) and `password` (a token), or
+/// `githubAppID`, `githubAppInstallationID` and `githubAppPrivateKey` (PEM), with optional
+/// `githubEnterpriseApiUrl`; `caFile` (PEM) trusts a private CA for git and the API.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryAuth {
+    /// The Secret holding the credentials.
+    pub secret_ref: SecretRef,
 }
 
 /// The deploy key Secret (keys `identity`, `identity.pub`, `known_hosts`, as Flux uses them).

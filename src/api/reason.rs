@@ -49,6 +49,8 @@ reasons! {
     Connected,
     /// The deploy key (or signing key) Secret holds a usable key.
     KeyAvailable,
+    /// HTTPS: the credentials Secret holds a usable token or GitHub App.
+    CredentialsAvailable,
     /// Push: the last pass committed the app.
     Committed,
     /// Pull: the last pass imported or replaced the app.
@@ -106,6 +108,16 @@ reasons! {
     GitError,
     /// The git server refused the key during a push or fetch.
     AuthenticationFailed,
+    /// `spec.repository.auth.secretRef` names a Secret that does not exist.
+    RepositoryCredentialsNotFound,
+    /// The HTTPS credentials Secret lacks `password`, or the GitHub App keys, or holds bad values.
+    RepositoryCredentialsInvalid,
+    /// GitHub refused the App: wrong App ID, a private key that is not the App's, or revoked.
+    GitHubAppRejected,
+    /// The GitHub App installation does not exist, is suspended, or does not include the repository.
+    GitHubAppNotInstalled,
+    /// The HTTPS server's certificate is not trusted: unknown CA (set `caFile`), wrong name or expired.
+    CertificateUntrusted,
     /// The repository's content cannot be read as ToolJet's layout.
     InvalidRepositoryContent,
     /// Other writers kept moving the branch; nothing was forced.

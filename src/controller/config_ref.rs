@@ -156,7 +156,7 @@ async fn resolve(
     // Read again (not taken from the config's status): a key that went missing or broke since
     // the config was last Ready stops the push here, and nothing is committed unsigned. A
     // signing key kept in the deploy key Secret is taken from the read just made.
-    let signing = gitsyncconfig::load_signer(&gsc, ctx, Some(&key_secret)).await?;
+    let signing = gitsyncconfig::load_signer(&gsc, ctx, key_secret.as_ref()).await?;
     Ok(ResolvedConfig {
         gsc,
         valid,
@@ -167,12 +167,17 @@ async fn resolve(
 }
 
 /// The key from the config's Secret and the host keys it trusts (pinned, recorded in the
-/// Secret, or learned into status), with the Secret read.
+/// Secret, or learned into status), with the Secret read; for HTTPS, the token (or App
+/// token) from the credentials Secret, and no key Secret.
 async fn repo_transport(
     gsc: &GitSyncConfig,
     valid: &Validated,
     ctx: &Context,
-) -> Result<(Transport, Secret), Failure> {
+) -> Result<(Transport, Option<Secret>), Failure> {
+    if valid.url.is_https() {
+        let creds = super::https::credentials(gsc, ctx, &valid.url).await?;
+        return Ok((creds.transport, None));
+    }
     let ns = gsc.namespace().unwrap_or_default();
     let name = gsc.key_secret_name();
     let Some(secret) = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
@@ -217,8 +222,9 @@ async fn repo_transport(
         Transport {
             private_key: (!is_file).then_some(private),
             host_keys,
+            https: None,
         },
-        secret,
+        Some(secret),
     ))
 }
 

@@ -197,6 +197,11 @@ pub struct Context {
     pub hooks: crate::webhook::Hooks,
     /// Commit signing keys parsed, by Secret (`namespace/name@uid/resourceVersion`).
     pub signers: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::git::CommitSigner>>>,
+    /// GitHub App installation tokens of HTTPS repositories, cached until shortly before
+    /// they expire.
+    pub app_tokens: crate::forge::github_app::AppTokens,
+    /// Per GitSyncConfig, the HTTPS credential its last successful write check used.
+    pub verified_credentials: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -222,6 +227,9 @@ impl Context {
             crate::git::worker::Workers::new(git.clone(), options.data_dir.join("mirrors"));
         let hooks = crate::webhook::Hooks::default();
         hooks.set_startup_grace(options.webhook_startup_grace);
+        let app_tokens = crate::forge::github_app::AppTokens::new(
+            options.git_timeout.min(Duration::from_secs(30)),
+        );
         Context {
             client,
             recorder,
@@ -241,7 +249,24 @@ impl Context {
             hooks,
             signers: Default::default(),
             push_claims: Default::default(),
+            app_tokens,
+            verified_credentials: Default::default(),
         }
+    }
+
+    /// Records that the write check of config `key` passed with the HTTPS credential
+    /// `identity`.
+    pub fn remember_verified(&self, key: &str, identity: String) {
+        if let Ok(mut m) = self.verified_credentials.lock() {
+            m.insert(key.to_string(), identity);
+        }
+    }
+
+    /// Whether the last passed write check of config `key` used `identity`.
+    pub fn was_verified(&self, key: &str, identity: &str) -> bool {
+        self.verified_credentials
+            .lock()
+            .is_ok_and(|m| m.get(key).is_some_and(|i| i == identity))
     }
 
     /// Records that `aps` pushes the app behind `claim` at `version`, and returns the other
@@ -376,6 +401,9 @@ impl Context {
         }
         if let Ok(mut m) = self.tooljet_workspaces.lock() {
             m.retain(|k, _| !k.starts_with(&prefix));
+        }
+        if let Ok(mut m) = self.verified_credentials.lock() {
+            m.remove(&format!("{ns}/{name}"));
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod context;
 pub mod follow;
 pub mod gitsyncconfig;
 pub mod handoff;
+pub mod https;
 pub mod problem;
 pub mod report;
 pub mod values;
@@ -452,7 +453,8 @@ where
     .flatten()
 }
 
-/// The GitSyncConfigs of `ns` whose constants, data sources, webhook or signing key read Secret (or
+/// The GitSyncConfigs of `ns` whose constants, data sources, webhook, signing key or HTTPS
+/// credentials read Secret (or
 /// ConfigMap) `name`.
 fn configs_reading(
     store: &reflector::Store<GitSyncConfig>,
@@ -468,7 +470,8 @@ fn configs_reading(
                 && (values::references(g, secret, name)
                     || (secret
                         && (gitsyncconfig::webhook_references(g, name)
-                            || gitsyncconfig::signs_with(g, name))))
+                            || gitsyncconfig::signs_with(g, name)
+                            || https::references(g, name))))
         })
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()

@@ -1,4 +1,4 @@
-//! Turns what `git`/`ssh` print on failure into a condition reason and a message that says
+//! Turns what `git`/`ssh`/curl print on failure into a condition reason and a message that says
 //! what to do. Pure, so every message seen in the wild can be pinned in a unit test.
 
 use std::fmt;
@@ -14,6 +14,8 @@ pub enum GitFailureKind {
     HostKeyMismatch,
     /// The host cannot be reached (DNS, refused, timeout).
     Unreachable,
+    /// The HTTPS server's certificate is not trusted (unknown CA, wrong name, expired).
+    CertificateUntrusted,
     /// The repository does not exist (or the key cannot see it).
     RepositoryNotFound,
     /// A push was rejected because the remote moved on.
@@ -51,6 +53,16 @@ pub fn classify(stderr: &str) -> GitFailure {
     ]) {
         GitFailureKind::HostKeyMismatch
     } else if has(&[
+        "server certificate verification failed",
+        "ssl certificate problem",
+        "no alternative certificate subject name",
+        "ssl: certificate subject name",
+        "certificate has expired",
+        "self-signed certificate",
+        "self signed certificate",
+    ]) {
+        GitFailureKind::CertificateUntrusted
+    } else if has(&[
         "marked as read only",
         "read-only",
         "read only",
@@ -59,6 +71,8 @@ pub fn classify(stderr: &str) -> GitFailure {
         "does not have write access",
         "permission to write",
         "insufficient permission",
+        // Smart HTTP: a credential that may fetch but not open receive-pack (GitHub, Gitea).
+        "the requested url returned error: 403",
     ]) {
         GitFailureKind::ReadOnlyAccess
     } else if has(&[
@@ -67,6 +81,11 @@ pub fn classify(stderr: &str) -> GitFailure {
         "authentication failed",
         "too many authentication failures",
         "no supported authentication methods",
+        "the requested url returned error: 401",
+        "could not read username",
+        "could not read password",
+        "invalid username or password",
+        "bad credentials",
     ]) {
         GitFailureKind::AuthenticationFailed
     } else if has(&[
@@ -80,6 +99,11 @@ pub fn classify(stderr: &str) -> GitFailure {
         "connection closed by",
         "kex_exchange_identification",
         "timed out after",
+        "failed to connect to",
+        "couldn't connect to server",
+        "could not resolve host",
+        "operation too slow",
+        "empty reply from server",
     ]) {
         GitFailureKind::Unreachable
     } else if has(&[
@@ -88,6 +112,7 @@ pub fn classify(stderr: &str) -> GitFailure {
         "not a git repository",
         "no such repository",
         "project you were looking for could not be found",
+        "the requested url returned error: 404",
     ]) {
         GitFailureKind::RepositoryNotFound
     } else if has(&[
@@ -148,6 +173,15 @@ mod tests {
             ("ERROR: Repository not found.\nfatal: Could not read from remote repository.", GitFailureKind::RepositoryNotFound),
             ("fatal: '/tmp/x/missing.git' does not appear to be a git repository\nfatal: Could not read from remote repository.", GitFailureKind::RepositoryNotFound),
             (" ! [rejected]        HEAD -> main (fetch first)\nerror: failed to push some refs", GitFailureKind::NonFastForward),
+            ("fatal: Authentication failed for 'https://127.0.0.1:41234/acme/apps.git/'", GitFailureKind::AuthenticationFailed),
+            ("remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/acme/apps.git/'", GitFailureKind::AuthenticationFailed),
+            ("fatal: unable to access 'https://127.0.0.1:41234/acme/apps.git/': The requested URL returned error: 403", GitFailureKind::ReadOnlyAccess),
+            ("remote: Permission to acme/apps.git denied to bot.\nfatal: unable to access 'https://github.com/acme/apps.git/': The requested URL returned error: 403", GitFailureKind::ReadOnlyAccess),
+            ("remote: Repository not found.\nfatal: repository 'https://github.com/acme/nope.git/' not found", GitFailureKind::RepositoryNotFound),
+            ("fatal: unable to access 'https://127.0.0.1:41234/x.git/': server certificate verification failed. CAfile: /etc/ssl/certs/ca-certificates.crt CRLfile: none", GitFailureKind::CertificateUntrusted),
+            ("fatal: unable to access 'https://h/x.git/': SSL certificate problem: unable to get local issuer certificate", GitFailureKind::CertificateUntrusted),
+            ("fatal: unable to access 'https://127.0.0.1:1/x.git/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server", GitFailureKind::Unreachable),
+            ("fatal: unable to access 'https://nohost.invalid/x.git/': Could not resolve host: nohost.invalid", GitFailureKind::Unreachable),
             ("fatal: something new", GitFailureKind::Other),
         ];
         for (stderr, kind) in cases {

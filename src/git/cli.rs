@@ -1,5 +1,8 @@
 //! The `git` subprocess edge: a controlled environment (no user or system config, no prompts,
-//! no agent) and a per-call `GIT_SSH_COMMAND` carrying the deploy key and host-key policy.
+//! no agent) and a per-call `GIT_SSH_COMMAND` carrying the deploy key and host-key policy, or,
+//! for HTTPS repositories, per-call `GIT_CONFIG_*` settings: a credential helper that prints
+//! the username and token from the git process's environment (never a command line, a URL or
+//! a config file), the CA to trust, and no redirects.
 //!
 //! Every remote operation ends within a deadline (a server that accepts the connection and
 //! then never answers must not wedge a repository's worker): a git command is killed with its
@@ -30,11 +33,73 @@ pub enum HostKeyPolicy {
 /// Credentials and host-key policy for one repository.
 #[derive(Clone)]
 pub struct Transport {
-    /// OpenSSH private key; `None` for file:// repositories.
+    /// OpenSSH private key; `None` for file:// and HTTPS repositories.
     pub private_key: Option<Zeroizing<String>>,
     /// Host-key verification.
     pub host_keys: HostKeyPolicy,
+    /// Basic-auth credentials for an HTTPS repository.
+    pub https: Option<HttpsAuth>,
 }
+
+impl Transport {
+    /// An SSH (or file://) transport.
+    pub fn ssh(private_key: Option<Zeroizing<String>>, host_keys: HostKeyPolicy) -> Transport {
+        Transport {
+            private_key,
+            host_keys,
+            https: None,
+        }
+    }
+
+    /// An HTTPS transport.
+    pub fn https(auth: HttpsAuth) -> Transport {
+        Transport {
+            private_key: None,
+            host_keys: HostKeyPolicy::TrustOnFirstUse,
+            https: Some(auth),
+        }
+    }
+}
+
+/// What git sends to an HTTPS repository.
+#[derive(Clone)]
+pub struct HttpsAuth {
+    /// Basic-auth username (`x-access-token` for GitHub App tokens).
+    pub username: String,
+    /// Token or password.
+    pub password: Zeroizing<String>,
+    /// PEM certificates to trust instead of the system's (self-hosted CAs).
+    pub ca_pem: Option<String>,
+    /// Names the credential, stable across token refreshes and free of secrets (it keys the
+    /// worker's fetch records): e.g. `token:<ns>/<secret>:<digest>`.
+    pub identity: String,
+}
+
+impl std::fmt::Debug for HttpsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// Environment variables the credential helper reads (set on git's process only).
+const USERNAME_ENV: &str = "TOOLJET_GITSYNC_GIT_USERNAME";
+const PASSWORD_ENV: &str = "TOOLJET_GITSYNC_GIT_PASSWORD";
+/// Prints the credential for git's `get`; `printf` is a shell builtin, so the token is never
+/// an argument of any process. Other actions (store, erase) are ignored.
+const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get || exit 0; printf 'username=%s\\npassword=%s\\n' \"$TOOLJET_GITSYNC_GIT_USERNAME\" \"$TOOLJET_GITSYNC_GIT_PASSWORD\"; }; f";
+/// Proxy settings passed through to HTTPS git (the rest of the environment is cleared).
+const PROXY_ENV: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 /// Name prefix of a session's private directory in the scratch directory.
 const SESSION_PREFIX: &str = "ssh-";
@@ -139,6 +204,10 @@ impl GitCli {
         if let Some(key) = &transport.private_key {
             write_private(&key_path, key.as_bytes())?;
         }
+        let https = match &transport.https {
+            Some(auth) => Some(self.https_config(auth, dir.path())?),
+            None => None,
+        };
         let (strict, kh) = match &transport.host_keys {
             HostKeyPolicy::Pinned(lines) => ("yes", lines.as_str()),
             HostKeyPolicy::TrustOnFirstUse => ("accept-new", ""),
@@ -179,6 +248,7 @@ impl GitCli {
         }
         Ok(GitSession {
             cli: self.clone(),
+            https,
             ssh_command: ssh.join(" "),
             known_hosts_path: kh_path,
             tofu: transport.host_keys == HostKeyPolicy::TrustOnFirstUse,
@@ -188,9 +258,46 @@ impl GitCli {
     }
 }
 
+impl GitCli {
+    /// The `GIT_CONFIG_*` settings and credential variables of an HTTPS session.
+    fn https_config(&self, auth: &HttpsAuth, dir: &Path) -> Result<HttpsSession, GitFailure> {
+        let mut config: Vec<(String, String)> = vec![
+            // An empty value resets the list: no helper but ours answers.
+            ("credential.helper".into(), String::new()),
+            ("credential.helper".into(), CREDENTIAL_HELPER.into()),
+            // A redirect would take the token to wherever it points.
+            ("http.followRedirects".into(), "false".into()),
+            ("http.lowSpeedLimit".into(), "1".into()),
+            (
+                "http.lowSpeedTime".into(),
+                whole_seconds(self.timeout.min(MAX_CONNECT_TIMEOUT.saturating_mul(4))).to_string(),
+            ),
+            ("protocol.version".into(), "2".into()),
+        ];
+        if let Some(pem) = &auth.ca_pem {
+            let ca = dir.join("ca.pem");
+            write_private(&ca, pem.as_bytes())?;
+            config.push(("http.sslCAInfo".into(), ca.to_string_lossy().into_owned()));
+        }
+        Ok(HttpsSession {
+            config,
+            username: auth.username.clone(),
+            password: auth.password.clone(),
+        })
+    }
+}
+
+/// What an HTTPS session adds to every git command's environment.
+struct HttpsSession {
+    config: Vec<(String, String)>,
+    username: String,
+    password: Zeroizing<String>,
+}
+
 /// A prepared transport: run any number of git commands with it.
 pub struct GitSession {
     cli: GitCli,
+    https: Option<HttpsSession>,
     ssh_command: String,
     known_hosts_path: PathBuf,
     tofu: bool,
@@ -199,6 +306,16 @@ pub struct GitSession {
 }
 
 impl GitSession {
+    /// Whether this session speaks HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.https.is_some()
+    }
+
+    /// The git CLI this session runs.
+    pub fn cli(&self) -> &GitCli {
+        &self.cli
+    }
+
     /// The ssh command line; holds paths, never key material.
     pub fn ssh_command(&self) -> &str {
         &self.ssh_command
@@ -239,6 +356,23 @@ impl GitSession {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.run_within(self.cli.timeout, args, cwd, stdin, env)
+            .await
+    }
+
+    /// [`GitSession::run`] with another deadline (a fetch moves whole histories).
+    pub async fn run_within<I, S>(
+        &self,
+        timeout: Duration,
+        args: I,
+        cwd: Option<&Path>,
+        stdin: Option<&[u8]>,
+        env: &[(&str, &str)],
+    ) -> Result<GitOutput, GitFailure>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<std::ffi::OsString> =
             args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let mut cmd = self.command(&args, cwd, stdin.is_some(), env);
@@ -251,15 +385,15 @@ impl GitSession {
         // Declared after the child, so dropped (the group killed) before the child is reaped.
         let mut group = KillGroupOnDrop(child.id());
         let io = collect(&mut child, stdin);
-        let Ok(collected) = tokio::time::timeout(self.cli.timeout, io).await else {
+        let Ok(collected) = tokio::time::timeout(timeout, io).await else {
             drop(group);
             let _ = child.wait().await;
             return Err(GitFailure {
                 kind: GitFailureKind::Unreachable,
                 detail: format!(
-                    "git {} got no answer within {}s (the operator's git timeout), so it and its ssh connection were killed",
+                    "git {} got no answer within {}s (the operator's git timeout), so it and its connection were killed",
                     args.first().map(|a| a.to_string_lossy()).unwrap_or_default(),
-                    whole_seconds(self.cli.timeout)
+                    whole_seconds(timeout)
                 ),
             });
         };
@@ -307,6 +441,20 @@ impl GitSession {
             // Its own group, so that a kill reaches the ssh git started too.
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(https) = &self.https {
+            cmd.env("GIT_CONFIG_COUNT", https.config.len().to_string());
+            for (i, (k, v)) in https.config.iter().enumerate() {
+                cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
+                    .env(format!("GIT_CONFIG_VALUE_{i}"), v);
+            }
+            cmd.env(USERNAME_ENV, &https.username)
+                .env(PASSWORD_ENV, https.password.as_str());
+            for name in PROXY_ENV {
+                if let Some(v) = std::env::var_os(name) {
+                    cmd.env(name, v);
+                }
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -442,10 +590,10 @@ mod tests {
         );
         // What a killed process leaves: a session with its key, a half-made probe repository.
         let session = cli
-            .session(&Transport {
-                private_key: Some(Zeroizing::new("-----BEGIN OPENSSH PRIVATE KEY-----".into())),
-                host_keys: HostKeyPolicy::TrustOnFirstUse,
-            })
+            .session(&Transport::ssh(
+                Some(Zeroizing::new("-----BEGIN OPENSSH PRIVATE KEY-----".into())),
+                HostKeyPolicy::TrustOnFirstUse,
+            ))
             .unwrap();
         let left = session.home.clone();
         std::mem::forget(session);
@@ -466,10 +614,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cli = GitCli::new(dir.path(), Duration::from_secs(3));
         let session = cli
-            .session(&Transport {
-                private_key: None,
-                host_keys: HostKeyPolicy::TrustOnFirstUse,
-            })
+            .session(&Transport::ssh(None, HostKeyPolicy::TrustOnFirstUse))
             .unwrap();
         let wrapped = session.ssh_command_within(Duration::from_secs(6));
         assert!(

@@ -110,6 +110,27 @@ impl Mirror {
         removed
     }
 
+    /// The mirror's branches and tags (unpeeled), as a fetch by the git CLI left them: the
+    /// mirror follows the remote (forced refspecs, `--prune`), so they are the remote's refs.
+    pub(crate) fn local_refs(&self) -> Result<RemoteRefs, MirrorError> {
+        let repo = gix::open_opts(&self.dir, open_options()).map_err(err("opening the mirror"))?;
+        let platform = repo
+            .references()
+            .map_err(err("listing the mirror's refs"))?;
+        let mut refs = RemoteRefs::new();
+        for r in platform.all().map_err(err("listing the mirror's refs"))? {
+            let r = r.map_err(|e| MirrorError(format!("reading a ref: {e}")))?;
+            let name = r.name().as_bstr().to_str_lossy().into_owned();
+            if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
+                continue;
+            }
+            if let Some(id) = r.target().try_id() {
+                refs.insert(name, id.to_owned());
+            }
+        }
+        Ok(refs)
+    }
+
     /// Deletes the mirror and makes a new empty one in its place.
     pub(crate) fn rebuild(&self) -> Result<(), MirrorError> {
         if self.dir.exists() {

@@ -15,6 +15,6 @@ pub mod worker;
 
 pub use check::{check_access, AccessCheck, CheckOutcome};
 pub use classify::{GitFailure, GitFailureKind};
-pub use cli::{GitCli, HostKeyPolicy, Transport};
+pub use cli::{GitCli, HostKeyPolicy, HttpsAuth, Transport};
 pub use sign::{CommitSigner, SignError};
 pub use url::{RepoUrl, UrlError};

@@ -1,5 +1,6 @@
-//! Repository URL forms the operator accepts: scp-like `user@host:path`, `ssh://` and
-//! `file://`. Everything else is refused with a message naming the accepted forms.
+//! Repository URL forms the operator accepts: scp-like `user@host:path`, `ssh://`, `https://`
+//! (credentials from `spec.repository.auth`, never in the URL) and `file://`. Everything else
+//! is refused with a message naming the accepted forms.
 
 use std::fmt;
 
@@ -19,6 +20,17 @@ pub enum RepoUrl {
         /// The URL as given, passed to git unchanged.
         original: String,
     },
+    /// Over HTTPS (smart HTTP), authenticated with `spec.repository.auth`.
+    Https {
+        /// Host name or IP address.
+        host: String,
+        /// Port, when given.
+        port: Option<u16>,
+        /// Path on the server, starting with `/`.
+        path: String,
+        /// The URL as given (it holds no credentials: those are refused).
+        original: String,
+    },
     /// A local repository (mirrors, tests).
     File {
         /// Absolute path.
@@ -32,10 +44,10 @@ pub enum RepoUrl {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     /// Not a URL in any form.
-    #[error("repository URL {url:?} cannot be parsed: {why}. Use an SSH URL like git@github.com:org/repo.git or ssh://git@host:2222/org/repo.git (file:///path for local repositories, when the operator runs with --allow-file-urls)")]
+    #[error("repository URL {url:?} cannot be parsed: {why}. Use an SSH URL like git@github.com:org/repo.git or ssh://git@host:2222/org/repo.git, or an HTTPS URL like https://github.com/org/repo.git with spec.repository.auth (file:///path for local repositories, when the operator runs with --allow-file-urls)")]
     Invalid { url: String, why: String },
     /// A real URL form the operator does not speak.
-    #[error("repository URL {url:?} uses {scheme}, which the operator does not support: it authenticates with an SSH deploy key, so use the repository's SSH URL (scp-like git@host:org/repo.git, or ssh://git@host[:port]/org/repo.git; file:///path for local repositories, with --allow-file-urls)")]
+    #[error("repository URL {url:?} uses {scheme}, which the operator does not support: use the repository's SSH URL (scp-like git@host:org/repo.git, or ssh://git@host[:port]/org/repo.git, with a deploy key) or its HTTPS URL (https://host[:port]/org/repo.git, with a token or GitHub App in spec.repository.auth; plain http:// would send the token in clear); file:///path for local repositories, with --allow-file-urls")]
     Unsupported { url: String, scheme: String },
 }
 
@@ -77,7 +89,8 @@ impl RepoUrl {
                         original: url.to_string(),
                     })
                 }
-                s @ ("http" | "https" | "git" | "ftp" | "ftps") => Err(UrlError::Unsupported {
+                "https" => parse_https_url(url, rest),
+                s @ ("http" | "git" | "ftp" | "ftps") => Err(UrlError::Unsupported {
                     url: url.to_string(),
                     scheme: format!("{s}://"),
                 }),
@@ -102,7 +115,9 @@ impl RepoUrl {
     /// The URL to hand to git.
     pub fn as_git_url(&self) -> &str {
         match self {
-            RepoUrl::Ssh { original, .. } | RepoUrl::File { original, .. } => original,
+            RepoUrl::Ssh { original, .. }
+            | RepoUrl::Https { original, .. }
+            | RepoUrl::File { original, .. } => original,
         }
     }
 
@@ -110,8 +125,34 @@ impl RepoUrl {
     pub fn host(&self) -> Option<&str> {
         match self {
             RepoUrl::Ssh { host, .. } => Some(host),
-            RepoUrl::File { .. } => None,
+            RepoUrl::Https { .. } | RepoUrl::File { .. } => None,
         }
+    }
+
+    /// Whether git reaches it over HTTPS (credentials from `spec.repository.auth`).
+    pub fn is_https(&self) -> bool {
+        matches!(self, RepoUrl::Https { .. })
+    }
+
+    /// Host and port of an HTTPS URL (443 when not given).
+    pub fn https_host(&self) -> Option<(&str, u16)> {
+        match self {
+            RepoUrl::Https { host, port, .. } => Some((host, port.unwrap_or(443))),
+            _ => None,
+        }
+    }
+
+    /// The repository path without leading `/` and trailing `.git` (`org/repo`): how forge
+    /// APIs and GitHub App installations name it.
+    pub fn repo_path(&self) -> String {
+        let path = match self {
+            RepoUrl::Ssh { path, .. }
+            | RepoUrl::Https { path, .. }
+            | RepoUrl::File { path, .. } => path,
+        };
+        let collapsed = collapse_slashes(path);
+        let trimmed = collapsed.trim_start_matches('/');
+        trimmed.strip_suffix(".git").unwrap_or(trimmed).to_string()
     }
 
     /// The repository as the server resolves it, as a canonical URL of it: the key of its
@@ -135,6 +176,14 @@ impl RepoUrl {
                 bracket_v6(&host.to_ascii_lowercase()),
                 port.unwrap_or(22),
                 server_path(path)
+            ),
+            RepoUrl::Https {
+                host, port, path, ..
+            } => format!(
+                "https://{}:{}{}",
+                bracket_v6(&host.to_ascii_lowercase()),
+                port.unwrap_or(443),
+                collapse_slashes(path)
             ),
             RepoUrl::File { path, .. } => format!("file://{}", collapse_slashes(path)),
         }
@@ -240,14 +289,25 @@ fn parse_ssh_url(url: &str, rest: &str) -> Result<RepoUrl, UrlError> {
         Some((u, h)) => (u, h),
         None => ("", authority),
     };
+    let (host, port) = split_host_port(hostport).map_err(invalid)?;
+    check_user_host(url, user, host)?;
+    Ok(RepoUrl::Ssh {
+        user: user.to_string(),
+        host: host.to_string(),
+        port,
+        path: path.to_string(),
+        original: url.to_string(),
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
-        let (h, after) = stripped
-            .split_once(']')
-            .ok_or_else(|| invalid("unclosed '[' in the host"))?;
+        let (h, after) = stripped.split_once(']').ok_or("unclosed '[' in the host")?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err(invalid("unexpected text after the host")),
+            None => return Err("unexpected text after the host"),
         };
         (h, port)
     } else {
@@ -261,18 +321,56 @@ fn parse_ssh_url(url: &str, rest: &str) -> Result<RepoUrl, UrlError> {
             p.parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| invalid("the port is not a number from 1 to 65535"))?,
+                .ok_or("the port is not a number from 1 to 65535")?,
         ),
         None => None,
     };
-    check_user_host(url, user, host)?;
-    Ok(RepoUrl::Ssh {
-        user: user.to_string(),
+    Ok((host, port))
+}
+
+/// `https://host[:port]/path`, without userinfo, query or fragment.
+fn parse_https_url(url: &str, rest: &str) -> Result<RepoUrl, UrlError> {
+    let invalid = |why: &str| UrlError::Invalid {
+        url: redact_userinfo(url),
+        why: why.to_string(),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => return Err(invalid("it names no repository path")),
+    };
+    if authority.contains('@') {
+        return Err(invalid(
+            "it carries credentials; remove them from the URL and put them in the Secret named by spec.repository.auth.secretRef (keys username and password), where they stay secret",
+        ));
+    }
+    if path.len() <= 1 || collapse_slashes(path) == "/" {
+        return Err(invalid("it names no repository path"));
+    }
+    if path.contains(['?', '#', '\\']) {
+        return Err(invalid(
+            "the path must not hold '?', '#' or '\\' (give the plain clone URL)",
+        ));
+    }
+    let (host, port) = split_host_port(authority).map_err(invalid)?;
+    check_user_host(url, "git", host)?;
+    Ok(RepoUrl::Https {
         host: host.to_string(),
         port,
         path: path.to_string(),
         original: url.to_string(),
     })
+}
+
+/// `url` with any `user:password@` of its authority replaced by `***@`, for messages.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 fn parse_scp_like(url: &str) -> Result<RepoUrl, UrlError> {
@@ -388,7 +486,8 @@ mod tests {
     #[test]
     fn refusals_name_the_accepted_forms() {
         for (u, reason) in [
-            ("https://github.com/acme/r.git", "UnsupportedURL"),
+            ("https://tok@github.com/acme/r.git", "InvalidURL"),
+            ("https://github.com", "InvalidURL"),
             ("http://h/r.git", "UnsupportedURL"),
             ("git://h/r.git", "UnsupportedURL"),
             ("/srv/repo.git", "UnsupportedURL"),
@@ -411,6 +510,49 @@ mod tests {
             RepoUrl::parse("transport::addr").unwrap_err().reason(),
             "UnsupportedURL"
         );
+    }
+
+    #[test]
+    fn https_urls_parse_without_credentials() {
+        let u = RepoUrl::parse("https://GitHub.com/acme/apps.git").unwrap();
+        assert!(u.is_https());
+        assert_eq!(u.https_host(), Some(("GitHub.com", 443)));
+        assert_eq!(u.identity(), "https://github.com:443/acme/apps.git");
+        assert_eq!(u.repo_path(), "acme/apps");
+        assert_eq!(u.host(), None, "no SSH host: no key-type check");
+        let p = RepoUrl::parse("https://127.0.0.1:8443//g/sub/r/").unwrap();
+        assert_eq!(p.identity(), "https://127.0.0.1:8443/g/sub/r");
+        assert_eq!(p.repo_path(), "g/sub/r");
+        assert_eq!(
+            RepoUrl::parse("https://[::1]:9/r.git").unwrap().identity(),
+            "https://[::1]:9/r.git"
+        );
+        for bad in [
+            "https://x-access-token:ghs_secret@github.com/acme/r.git",
+            "https://user@github.com/acme/r.git",
+        ] {
+            let e = RepoUrl::parse(bad).unwrap_err();
+            assert_eq!(e.reason(), "InvalidURL");
+            assert!(!e.to_string().contains("ghs_secret"), "{e}");
+            assert!(e.to_string().contains("spec.repository.auth"), "{e}");
+        }
+        for bad in [
+            "https://h/r?x=1",
+            "https://h/r#f",
+            "https://-h/r",
+            "https://h:0/r",
+        ] {
+            assert_eq!(
+                RepoUrl::parse(bad).unwrap_err().reason(),
+                "InvalidURL",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            RepoUrl::parse("http://h/r.git").unwrap_err().reason(),
+            "UnsupportedURL"
+        );
+        assert_eq!(redact_userinfo("https://a:b@h/x@y"), "https://***@h/x@y");
     }
 
     #[test]

@@ -612,8 +612,16 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
             "https://github.com/acme/apps.git".into(),
             "",
             "",
-            "UnsupportedURL",
+            "InvalidSpec",
         ),
+        (
+            "httpscreds",
+            "https://x-access-token:ghs_x@github.com/acme/apps.git".into(),
+            "",
+            "",
+            "InvalidURL",
+        ),
+        ("plainhttp", "http://127.0.0.1/r.git".into(), "", "", "UnsupportedURL"),
         ("garbage", "not a url".into(), "", "", "InvalidURL"),
         (
             "azure",
@@ -756,7 +764,7 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
         .nth(2)
         .unwrap_or("-")
         .to_string();
-    for needle in [token.as_str(), "not-the-token", key_body.as_str()] {
+    for needle in [token.as_str(), "not-the-token", key_body.as_str(), "ghs_x"] {
         ensure!(!notes.contains(needle), "Event leaks {needle:?}");
         ensure!(!statuses.contains(needle), "status leaks {needle:?}");
     }

@@ -126,6 +126,11 @@ fn gsc_cases(url: &str, tooljet: &str) -> Vec<Case> {
         g(
             "https",
             with_url("https://github.com/acme/apps.git"),
+            Expect::Reasons(&["InvalidSpec"]),
+        ),
+        g(
+            "httpscreds",
+            with_url("https://x-access-token:ghs_x@127.0.0.1/r.git"),
             bad_url,
         ),
         g("http", with_url("http://127.0.0.1/r.git"), bad_url),

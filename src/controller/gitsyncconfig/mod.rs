@@ -10,7 +10,7 @@ mod webhook;
 
 pub use key::{data_str, is_generated_by, read_identity};
 pub use signing::{load as load_signer, references as signs_with};
-pub use status::{access_problem, conditions, Observations};
+pub use status::{access_problem, conditions, Credential, Observations, Via};
 pub use validate::{
     check_branch_name, interval_or_default, parse_interval, ref_format_violation, validate,
     Validated, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL,
@@ -26,7 +26,7 @@ use kube::{Api, ResourceExt};
 use super::report::{self, Note};
 use super::{connection, key_of, Context, Error, Failure, Problem};
 use crate::api::{self, types, GitSyncConfig, GitSyncConfigStatus, Reason, RepositoryStatus};
-use crate::keys::{self, KeyInfo};
+use crate::keys;
 
 /// Entry point for the controller.
 pub async fn reconcile(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -46,6 +46,24 @@ pub async fn reconcile(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Act
 pub fn error_policy(gsc: Arc<GitSyncConfig>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(config = %key_of(gsc.as_ref()), error = %err, "reconcile error");
     Action::requeue(ctx.backoff(&format!("GitSyncConfig/{}", key_of(gsc.as_ref()))))
+}
+
+/// What the config authenticates to the repository with.
+enum Cred {
+    /// The deploy key (SSH and file URLs).
+    Key(key::KeyState),
+    /// The credentials Secret (HTTPS URLs).
+    Https(super::https::AuthSource),
+}
+
+impl Cred {
+    /// What a changed credential changes: the key's fingerprint, or the HTTPS identity.
+    fn fingerprint(&self) -> String {
+        match self {
+            Cred::Key(k) => k.info.fingerprint.clone(),
+            Cred::Https(s) => s.identity(),
+        }
+    }
 }
 
 /// What the repository and ToolJet checks found, and the Events they call for.
@@ -78,23 +96,38 @@ async fn apply(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Err
         ..Default::default()
     };
 
-    // The key is made even when the rest of the spec is wrong or disabled: users need the
-    // public key before they can finish setting up the repository.
-    let (key, mut notes) = match key::ensure_key(&gsc, &ctx).await {
-        Ok((k, note)) => (Ok(k), note.into_iter().collect()),
-        Err(Failure::Problem(p)) => (Err(p), Vec::new()),
-        Err(Failure::Infra(e)) => return Err(e),
-    };
-    let key_info: Result<KeyInfo, Problem> = key.as_ref().map_err(Clone::clone).and_then(|k| {
-        status.public_key = Some(k.info.public_openssh.clone());
-        status.public_key_fingerprint = Some(k.info.fingerprint.clone());
-        match validation.as_ref().ok().and_then(|v| v.url.host()) {
-            Some(host) => keys::check_host_compatibility(host, &k.info.algorithm)
-                .map(|_| k.info.clone())
-                .map_err(|m| Problem::stalled(Reason::KeyTypeUnsupported, m)),
-            None => Ok(k.info.clone()),
+    let is_https = crate::git::RepoUrl::parse(&gsc.spec.repository.url).is_ok_and(|u| u.is_https());
+    let (key, mut notes): (Result<Cred, Problem>, Vec<Note>) = if is_https {
+        // No deploy key for HTTPS: the Secret of spec.repository.auth is read in every pass
+        // (it is watched), so a fixed or rotated token shows at once.
+        match super::https::read(&gsc, &ctx).await {
+            Ok(source) => (Ok(Cred::Https(source)), Vec::new()),
+            Err(Failure::Problem(p)) => (Err(p), Vec::new()),
+            Err(Failure::Infra(e)) => return Err(e),
         }
-    });
+    } else {
+        // The key is made even when the rest of the spec is wrong or disabled: users need
+        // the public key before they can finish setting up the repository.
+        match key::ensure_key(&gsc, &ctx).await {
+            Ok((k, note)) => (Ok(Cred::Key(k)), note.into_iter().collect()),
+            Err(Failure::Problem(p)) => (Err(p), Vec::new()),
+            Err(Failure::Infra(e)) => return Err(e),
+        }
+    };
+    let key_info: Result<Credential, Problem> =
+        key.as_ref().map_err(Clone::clone).and_then(|c| match c {
+            Cred::Https(source) => Ok(Credential::Https(source.summary())),
+            Cred::Key(k) => {
+                status.public_key = Some(k.info.public_openssh.clone());
+                status.public_key_fingerprint = Some(k.info.fingerprint.clone());
+                match validation.as_ref().ok().and_then(|v| v.url.host()) {
+                    Some(host) => keys::check_host_compatibility(host, &k.info.algorithm)
+                        .map(|_| Credential::Key(k.info.clone()))
+                        .map_err(|m| Problem::stalled(Reason::KeyTypeUnsupported, m)),
+                    None => Ok(Credential::Key(k.info.clone())),
+                }
+            }
+        });
 
     // Read in every pass, so a Secret that changed or broke shows at once (the Secret is watched).
     let signing = match signing::load(&gsc, &ctx, None).await {
@@ -186,22 +219,27 @@ async fn observe(
     gsc: &GitSyncConfig,
     ctx: &Context,
     valid: &Validated,
-    k: &key::KeyState,
+    k: &Cred,
     prev: &GitSyncConfigStatus,
     status: &mut GitSyncConfigStatus,
 ) -> Result<Checks, Error> {
     let mut checks = Checks::default();
     let verified = api::find(&prev.conditions, types::READY).is_some_and(|c| c.is_true())
         && prev.observed_generation == gsc.metadata.generation
-        && prev.public_key_fingerprint.as_deref() == Some(k.info.fingerprint.as_str());
+        && verified_with(ctx, gsc, prev, k);
     let start = std::time::Instant::now();
     let repo = observe::check_repository(gsc, ctx, valid, k, prev, verified).await;
     let op = if verified { "recheck" } else { "check" };
     ctx.metrics.git_op(op, start.elapsed(), repo.result.is_ok());
-    if let Some(hosts) = &repo.learned_known_hosts {
+    if let (Some(hosts), Cred::Key(k)) = (&repo.learned_known_hosts, k) {
         checks
             .notes
             .push(key::record_host_keys(gsc, ctx, k, hosts, status).await?);
+    }
+    if let Cred::Https(_) = k {
+        if repo.result.is_ok() {
+            ctx.remember_verified(&key_of(gsc), k.fingerprint());
+        }
     }
     if let Ok(head) = &repo.result {
         status.repository = Some(RepositoryStatus {
@@ -234,6 +272,16 @@ async fn observe(
     }
     checks.tooljet = Some(tooljet);
     Ok(checks)
+}
+
+/// Whether the credential is the one the last successful write check used: the deploy key's
+/// fingerprint is in status; an HTTPS credential's identity is remembered in memory (a new
+/// process checks once more).
+fn verified_with(ctx: &Context, gsc: &GitSyncConfig, prev: &GitSyncConfigStatus, k: &Cred) -> bool {
+    match k {
+        Cred::Key(k) => prev.public_key_fingerprint.as_deref() == Some(k.info.fingerprint.as_str()),
+        Cred::Https(_) => ctx.was_verified(&key_of(gsc), &k.fingerprint()),
+    }
 }
 
 async fn cleanup(gsc: Arc<GitSyncConfig>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::super::{Context, Problem};
-use super::key::KeyState;
-use super::status::access_problem;
+use super::super::{https, Context, Problem};
+use super::status::{access_problem, Via};
 use super::validate::Validated;
+use super::Cred;
 use crate::api::{GitSyncConfig, GitSyncConfigStatus, Reason};
 use crate::git::check::Stage;
 use crate::git::{HostKeyPolicy, Transport};
@@ -30,10 +30,14 @@ pub async fn check_repository(
     gsc: &GitSyncConfig,
     ctx: &Context,
     valid: &Validated,
-    key: &KeyState,
+    cred: &Cred,
     prev: &GitSyncConfigStatus,
     verified: bool,
 ) -> RepoCheck {
+    let key = match cred {
+        Cred::Key(key) => key,
+        Cred::Https(source) => return check_https(gsc, ctx, valid, source, verified).await,
+    };
     let pinned_by_user = valid.pinned_known_hosts.is_some();
     let recorded = keys::known_hosts::trusted(
         valid.pinned_known_hosts.as_deref(),
@@ -64,6 +68,7 @@ pub async fn check_repository(
             Some(kh) => HostKeyPolicy::Pinned(kh.clone()),
             None => HostKeyPolicy::TrustOnFirstUse,
         },
+        https: None,
     };
     let branch = &gsc.spec.repository.branch;
     let explain = |stage: Stage, f: &crate::git::GitFailure| {
@@ -73,8 +78,10 @@ pub async fn check_repository(
             &f.detail,
             &valid.url,
             branch,
-            &key.info.fingerprint,
-            pinned_by_user,
+            Via::Key {
+                fingerprint: &key.info.fingerprint,
+                pinned_by_user,
+            },
         )
     };
     let worker = ctx.workers.get(&valid.url);
@@ -109,5 +116,66 @@ pub async fn check_repository(
             .map_err(|(stage, f)| explain(stage, &f)),
         learned_known_hosts: outcome.learned_known_hosts,
         transport: usable,
+    }
+}
+
+/// The same over HTTPS: the token (an App's fetched or taken from the cache), then the
+/// checks; a token git refuses is dropped from the cache so the next pass gets a new one.
+async fn check_https(
+    gsc: &GitSyncConfig,
+    ctx: &Context,
+    valid: &Validated,
+    source: &https::AuthSource,
+    verified: bool,
+) -> RepoCheck {
+    let failed = |p: Problem| RepoCheck {
+        result: Err(p),
+        learned_known_hosts: None,
+        transport: None,
+    };
+    let creds = match https::transport(ctx, &valid.url, source).await {
+        Ok(c) => c,
+        Err(p) => return failed(p),
+    };
+    let branch = &gsc.spec.repository.branch;
+    let explain = |stage: Stage, f: &crate::git::GitFailure| {
+        access_problem(
+            stage,
+            f.kind,
+            &f.detail,
+            &valid.url,
+            branch,
+            Via::Https(&creds.description),
+        )
+    };
+    let worker = ctx.workers.get(&valid.url);
+    let transport = creds.transport.clone();
+    let result = if verified {
+        worker
+            .remote_head(transport.clone(), branch, Duration::ZERO)
+            .await
+            .map_err(|e| match &e {
+                crate::git::worker::WorkerError::Git(f) => explain(Stage::Read, f),
+                other => Problem::retrying(other.reason(), other.to_string()),
+            })
+    } else {
+        match worker.check(transport.clone(), branch).await {
+            Ok(o) => o
+                .result
+                .map(|a| a.head)
+                .map_err(|(stage, f)| explain(stage, &f)),
+            Err(e) => Err(Problem::retrying(e.reason(), e.to_string())),
+        }
+    };
+    if result
+        .as_ref()
+        .is_err_and(|p| p.reason == Reason::AuthenticationFailed)
+    {
+        https::forget_token(ctx, &valid.url, &creds);
+    }
+    RepoCheck {
+        result,
+        learned_known_hosts: None,
+        transport: Some(transport),
     }
 }

@@ -9,6 +9,29 @@ use crate::git::check::Stage;
 use crate::git::{GitFailureKind, RepoUrl};
 use crate::keys::KeyInfo;
 
+/// What the repository was reached with, for messages.
+#[derive(Clone, Copy, Debug)]
+pub enum Via<'a> {
+    /// The deploy key, and whether the host keys were pinned by the user.
+    Key {
+        /// Its fingerprint.
+        fingerprint: &'a str,
+        /// `spec.repository.knownHosts` is set.
+        pinned_by_user: bool,
+    },
+    /// HTTPS credentials, as [`crate::controller::https::AuthSource::summary`] names them.
+    Https(&'a str),
+}
+
+/// What the config authenticates with, as the credentials condition reports it.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// The deploy key (SSH and file URLs).
+    Key(KeyInfo),
+    /// A token or GitHub App (HTTPS URLs), by its summary.
+    Https(String),
+}
+
 /// Turns a git failure during the check into what the user must do.
 pub fn access_problem(
     stage: Stage,
@@ -16,9 +39,15 @@ pub fn access_problem(
     detail: &str,
     url: &RepoUrl,
     branch: &str,
-    fingerprint: &str,
-    pinned_by_user: bool,
+    via: Via<'_>,
 ) -> Problem {
+    let (fingerprint, pinned_by_user) = match via {
+        Via::Key {
+            fingerprint,
+            pinned_by_user,
+        } => (fingerprint, pinned_by_user),
+        Via::Https(what) => return https_problem(kind, detail, url, branch, what),
+    };
     match (stage, kind) {
         (_, GitFailureKind::AuthenticationFailed) => Problem::retrying(
             Reason::AwaitingDeployKey,
@@ -48,7 +77,45 @@ pub fn access_problem(
             Reason::RepositoryNotFound,
             format!("the repository {url} does not exist or the deploy key cannot see it: check spec.repository.url and that the key is added to this repository. Detail: {detail}"),
         ),
+        (_, GitFailureKind::CertificateUntrusted) => certificate_problem(url, detail),
         (_, _) => Problem::retrying(Reason::GitError, format!("git failed on {url}: {detail}")),
+    }
+}
+
+fn certificate_problem(url: &RepoUrl, detail: &str) -> Problem {
+    Problem::retrying(
+        Reason::CertificateUntrusted,
+        format!("the TLS certificate of {url} does not verify, so nothing was sent: for a private CA, put its PEM certificates in the credentials Secret under caFile; otherwise check the host name in the URL and the certificate's expiry. Git said: {detail}"),
+    )
+}
+
+/// The same for HTTPS credentials, which the user fixes in their Secret or on the git host.
+fn https_problem(
+    kind: GitFailureKind,
+    detail: &str,
+    url: &RepoUrl,
+    branch: &str,
+    what: &str,
+) -> Problem {
+    match kind {
+        GitFailureKind::AuthenticationFailed => Problem::retrying(
+            Reason::AuthenticationFailed,
+            format!("{url} refused the {what}: the token is wrong, expired or revoked (or the App's token was refused). Put a valid token in the Secret; it is picked up at once. Git said: {detail}"),
+        ),
+        GitFailureKind::ReadOnlyAccess => Problem::retrying(
+            Reason::ReadOnlyAccess,
+            format!("the {what} can read {url} but not write to branch {branch}: give the token write access (GitHub: Contents read and write; GitLab: write_repository; Gitea: write:repository; a GitHub App: Contents read and write permission) and check branch protection. Pull-only AppSyncs still work. Git said: {detail}"),
+        ),
+        GitFailureKind::RepositoryNotFound => Problem::retrying(
+            Reason::RepositoryNotFound,
+            format!("the repository {url} does not exist or the {what} cannot see it: check spec.repository.url and that the token (or App installation) is granted this repository. Detail: {detail}"),
+        ),
+        GitFailureKind::CertificateUntrusted => certificate_problem(url, detail),
+        GitFailureKind::Unreachable => Problem::retrying(
+            Reason::RepositoryUnreachable,
+            format!("cannot connect to {url}: check the host name, port, proxy (HTTPS_PROXY) and network policies (egress to the git host). Retrying with backoff. Detail: {detail}"),
+        ),
+        _ => Problem::retrying(Reason::GitError, format!("git failed on {url}: {detail}")),
     }
 }
 
@@ -56,8 +123,8 @@ pub fn access_problem(
 pub struct Observations<'a> {
     /// Spec validation.
     pub validation: &'a Result<Validated, Problem>,
-    /// Deploy key.
-    pub key: &'a Result<KeyInfo, Problem>,
+    /// Deploy key, or HTTPS credentials.
+    pub key: &'a Result<Credential, Problem>,
     /// Commit signing key (`None`: `spec.commitSigning` not set): what it is, or what is wrong.
     pub signing: Option<&'a Result<String, Problem>>,
     /// `spec.enabled`.
@@ -81,21 +148,29 @@ fn disabled() -> Problem {
 pub fn conditions(o: &Observations) -> (Vec<Condition>, Option<Problem>) {
     let mut out = Vec::new();
     let mut first: Option<Problem> = o.validation.as_ref().err().cloned();
+    let https = o.validation.as_ref().is_ok_and(|v| v.url.is_https())
+        || matches!(o.key, Ok(Credential::Https(_)));
+    let key_type = if https {
+        types::CREDENTIALS_READY
+    } else {
+        types::DEPLOY_KEY_READY
+    };
     match o.key {
-        Ok(info) => out.push(Condition::new(
-            types::DEPLOY_KEY_READY,
+        Ok(Credential::Key(info)) => out.push(Condition::new(
+            key_type,
             true,
             Reason::KeyAvailable,
             format!("deploy key {} ({})", info.fingerprint, info.algorithm),
         )),
+        Ok(Credential::Https(what)) => out.push(Condition::new(
+            key_type,
+            true,
+            Reason::CredentialsAvailable,
+            format!("HTTPS with the {what}"),
+        )),
         Err(p) => {
             first.get_or_insert_with(|| p.clone());
-            out.push(Condition::new(
-                types::DEPLOY_KEY_READY,
-                false,
-                p.reason,
-                &p.message,
-            ));
+            out.push(Condition::new(key_type, false, p.reason, &p.message));
         }
     }
     // Before the repository: nothing may be committed while the key that must sign is broken.
@@ -167,7 +242,11 @@ pub fn conditions(o: &Observations) -> (Vec<Condition>, Option<Problem>) {
             types::READY,
             true,
             Reason::Ready,
-            "deploy key accepted, repository writable, ToolJet reachable",
+            if https {
+                "credentials accepted, repository writable, ToolJet reachable"
+            } else {
+                "deploy key accepted, repository writable, ToolJet reachable"
+            },
         ),
         Some(p) => Condition::new(types::READY, false, p.reason, &p.message),
     };
@@ -190,13 +269,13 @@ mod tests {
         })
     }
 
-    fn info() -> Result<KeyInfo, Problem> {
-        Ok(KeyInfo {
+    fn info() -> Result<Credential, Problem> {
+        Ok(Credential::Key(KeyInfo {
             public_openssh: "ssh-ed25519 AAAA c".into(),
             fingerprint: "SHA256:x".into(),
             key_type: Some(KeyType::Ed25519),
             algorithm: "ssh-ed25519".into(),
-        })
+        }))
     }
 
     #[test]
@@ -329,7 +408,11 @@ mod tests {
     #[test]
     fn access_problems_say_what_to_do() {
         let url = RepoUrl::parse("git@github.com:a/b.git").unwrap();
-        let p = |stage, kind| access_problem(stage, kind, "", &url, "main", "SHA256:x", false);
+        let via = Via::Key {
+            fingerprint: "SHA256:x",
+            pinned_by_user: false,
+        };
+        let p = |stage, kind| access_problem(stage, kind, "", &url, "main", via);
         let auth = p(Stage::Read, GitFailureKind::AuthenticationFailed);
         assert_eq!(auth.reason, Reason::AwaitingDeployKey);
         assert!(auth.message.contains("status.publicKey") && auth.message.contains("write access"));
@@ -351,5 +434,49 @@ mod tests {
             p(Stage::Write, GitFailureKind::Other).reason,
             Reason::GitError
         );
+        // Over HTTPS the token is what the user fixes, never a deploy key.
+        let https = RepoUrl::parse("https://github.com/a/b.git").unwrap();
+        let what = "token of user bot in Secret ns/creds";
+        let h = |kind| access_problem(Stage::Write, kind, "", &https, "main", Via::Https(what));
+        let auth = h(GitFailureKind::AuthenticationFailed);
+        assert_eq!(auth.reason, Reason::AuthenticationFailed);
+        assert!(auth.message.contains(what) && !auth.message.contains("deploy key"));
+        let ro = h(GitFailureKind::ReadOnlyAccess);
+        assert!(ro.message.contains("write access") && !ro.message.contains("deploy key"));
+        assert_eq!(
+            h(GitFailureKind::CertificateUntrusted).reason,
+            Reason::CertificateUntrusted
+        );
+        assert!(h(GitFailureKind::CertificateUntrusted)
+            .message
+            .contains("caFile"));
+    }
+
+    #[test]
+    fn https_configs_report_credentials_not_a_deploy_key() {
+        let v: Result<Validated, Problem> = Ok(Validated {
+            url: RepoUrl::parse("https://h/r.git").unwrap(),
+            interval: Duration::from_secs(60),
+            pinned_known_hosts: None,
+        });
+        let k = Ok(Credential::Https("token of user git in Secret ns/c".into()));
+        let r = Ok(None);
+        let (c, p) = conditions(&Observations {
+            validation: &v,
+            key: &k,
+            signing: None,
+            enabled: true,
+            repo: Some(&r),
+            tooljet: None,
+            branch: "main",
+        });
+        assert!(p.is_none());
+        assert!(api::find(&c, "DeployKeyReady").is_none());
+        let cr = api::find(&c, "CredentialsReady").unwrap();
+        assert!(cr.is_true() && cr.message.contains("ns/c"));
+        assert!(api::find(&c, "Ready")
+            .unwrap()
+            .message
+            .contains("credentials accepted"));
     }
 }

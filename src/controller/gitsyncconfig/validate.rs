@@ -33,6 +33,7 @@ pub fn validate(spec: &api::GitSyncConfigSpec, options: &Options) -> Result<Vali
     let url = RepoUrl::parse(&spec.repository.url)
         .map_err(|e| Problem::stalled(e.reason(), e.to_string()))?;
     check_file_url(&url, options)?;
+    check_auth(&url, spec)?;
     check_branch_name(&spec.repository.branch)?;
     let interval = parse_interval(&spec.interval)?;
     let pinned = spec
@@ -56,6 +57,37 @@ pub fn validate(spec: &api::GitSyncConfigSpec, options: &Options) -> Result<Vali
         interval,
         pinned_known_hosts: pinned,
     })
+}
+
+/// HTTPS needs `spec.repository.auth` (the operator makes no deploy key for it); SSH and
+/// file URLs must not have it (they would silently ignore it).
+fn check_auth(url: &RepoUrl, spec: &api::GitSyncConfigSpec) -> Result<(), Problem> {
+    let auth = spec.repository.auth.as_ref();
+    if url.is_https() && auth.is_none() {
+        return Err(Problem::stalled(
+            Reason::InvalidSpec,
+            format!("spec.repository.url {url} is an HTTPS URL, which needs credentials: set spec.repository.auth.secretRef to a Secret with keys username and password (a token with read and write access to the repository), or githubAppID, githubAppInstallationID and githubAppPrivateKey (a GitHub App); or use the repository's SSH URL and a deploy key"),
+        ));
+    }
+    if !url.is_https() && auth.is_some() {
+        return Err(Problem::stalled(
+            Reason::InvalidSpec,
+            format!("spec.repository.auth applies to HTTPS URLs only, but spec.repository.url {url} is not one: SSH repositories authenticate with the deploy key (spec.deployKey). Remove spec.repository.auth, or use the repository's https:// URL"),
+        ));
+    }
+    if url.is_https()
+        && spec
+            .repository
+            .known_hosts
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty())
+    {
+        return Err(Problem::stalled(
+            Reason::InvalidSpec,
+            format!("spec.repository.knownHosts pins SSH host keys, but spec.repository.url {url} is an HTTPS URL, which is verified by its TLS certificate (a private CA goes in the credentials Secret under caFile): remove spec.repository.knownHosts"),
+        ));
+    }
+    Ok(())
 }
 
 /// `file://` URLs only with `--allow-file-urls`, and never into the data directory (the
@@ -267,6 +299,31 @@ mod tests {
         // A sibling whose name merely starts like the data directory is outside it.
         let sibling = root.path().join("data-other/apps.git");
         assert!(validate(&spec(&url(&sibling)), &options).is_ok());
+    }
+
+    #[test]
+    fn https_needs_auth_and_ssh_refuses_it() {
+        let o = Options::default();
+        let p = validate(&spec("https://github.com/acme/apps.git"), &o).unwrap_err();
+        assert_eq!(p.reason, Reason::InvalidSpec);
+        assert!(p.stalled && p.message.contains("spec.repository.auth.secretRef"));
+        let mut with_auth = spec("https://github.com/acme/apps.git");
+        with_auth.repository.auth = Some(api::RepositoryAuth {
+            secret_ref: api::SecretRef {
+                name: "creds".into(),
+            },
+        });
+        assert!(validate(&with_auth, &o).unwrap().url.is_https());
+        with_auth.repository.known_hosts = Some("h ssh-ed25519 AAAA".into());
+        assert!(validate(&with_auth, &o)
+            .unwrap_err()
+            .message
+            .contains("knownHosts"));
+        let mut ssh = spec("git@github.com:acme/apps.git");
+        ssh.repository.auth = with_auth.repository.auth.clone();
+        let p = validate(&ssh, &o).unwrap_err();
+        assert_eq!(p.reason, Reason::InvalidSpec);
+        assert!(p.message.contains("deploy key"), "{}", p.message);
     }
 
     #[test]

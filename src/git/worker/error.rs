@@ -58,6 +58,7 @@ impl WorkerError {
                 GitFailureKind::ReadOnlyAccess => crate::api::Reason::ReadOnlyAccess,
                 GitFailureKind::HostKeyMismatch => crate::api::Reason::HostKeyMismatch,
                 GitFailureKind::Unreachable => crate::api::Reason::RepositoryUnreachable,
+                GitFailureKind::CertificateUntrusted => crate::api::Reason::CertificateUntrusted,
                 GitFailureKind::RepositoryNotFound => crate::api::Reason::RepositoryNotFound,
                 GitFailureKind::NonFastForward => crate::api::Reason::PushRejected,
                 GitFailureKind::Other => crate::api::Reason::GitError,
@@ -86,11 +87,12 @@ impl WorkerError {
 fn git_message(f: &GitFailure) -> String {
     let d = &f.detail;
     match f.kind {
-        GitFailureKind::AuthenticationFailed => format!("the repository refused the deploy key: add the GitSyncConfig's status.publicKey as a deploy key of the repository (with write access for pushes). Git said: {d}"),
-        GitFailureKind::ReadOnlyAccess => format!("the deploy key may read but not write: give it write access (GitHub: Allow write access; GitLab: Grant write permissions) and check branch protection. Git said: {d}"),
+        GitFailureKind::AuthenticationFailed => format!("the repository refused the credentials: over SSH, add the GitSyncConfig's status.publicKey as a deploy key of the repository (with write access for pushes); over HTTPS, check the token or GitHub App in the Secret of spec.repository.auth (expired, revoked, or without access to this repository). Git said: {d}"),
+        GitFailureKind::ReadOnlyAccess => format!("the credentials may read but not write: give the deploy key write access (GitHub: Allow write access; GitLab: Grant write permissions), or the token write scope (contents: write, write_repository), and check branch protection. Git said: {d}"),
+        GitFailureKind::CertificateUntrusted => format!("the HTTPS server's certificate does not verify: for a private CA, put its PEM in the credentials Secret under caFile; otherwise check the host name in spec.repository.url and the certificate's expiry. Git said: {d}"),
         GitFailureKind::HostKeyMismatch => format!("the server's SSH host key is not the pinned or recorded one, so the connection was refused: verify the key out of band (ssh-keyscan) and update spec.repository.knownHosts. ssh said: {d}"),
         GitFailureKind::Unreachable => format!("cannot connect to the repository, or it does not answer: check the host name, port and network policies (egress to the git host), and that the git server works; retried with backoff. Detail: {d}"),
-        GitFailureKind::RepositoryNotFound => format!("the repository does not exist or the deploy key cannot see it: check spec.repository.url and that the key is added to this repository. Detail: {d}"),
+        GitFailureKind::RepositoryNotFound => format!("the repository does not exist or the credentials cannot see it: check spec.repository.url and that the deploy key, token or GitHub App is granted this repository. Detail: {d}"),
         GitFailureKind::NonFastForward => format!("the push was rejected because the branch moved; it is retried. Git said: {d}"),
         GitFailureKind::Other => format!("git failed: {d}"),
     }

@@ -30,6 +30,8 @@ enum FetchFailure {
     TimedOut(Duration),
     /// gix failed (locally, or on what the remote sent).
     Mirror(MirrorError),
+    /// `git fetch` (HTTPS) failed; classified from its stderr.
+    Git(GitFailure),
 }
 
 impl FetchFailure {
@@ -37,6 +39,7 @@ impl FetchFailure {
         match self {
             FetchFailure::TimedOut(after) => timed_out("fetch", after),
             FetchFailure::Mirror(e) => internal(e),
+            FetchFailure::Git(f) => WorkerError::Git(f),
         }
     }
 }
@@ -144,6 +147,19 @@ impl Worker {
         tracing::debug!(repository = %self.url, "fetch");
         let refs = match self.fetch_once(session).await {
             Ok(refs) => refs,
+            // git's own stderr is classified already; a corrupt mirror shows as a local error.
+            Err(FetchFailure::Git(f)) if f.kind != GitFailureKind::Other => {
+                return Err(WorkerError::Git(f))
+            }
+            Err(FetchFailure::Git(f)) => {
+                if !self.repair_if_corrupt().await? {
+                    return Err(WorkerError::Git(f));
+                }
+                tracing::warn!(repository = %self.url, error = %f.detail, "fetch into the corrupt mirror failed; fetching into the rebuilt one");
+                self.fetch_once(session)
+                    .await
+                    .map_err(FetchFailure::into_worker_error)?
+            }
             // No answer in time: asking again (ls-remote) would only wait as long once more.
             Err(e @ FetchFailure::TimedOut(_)) => return Err(e.into_worker_error()),
             Err(FetchFailure::Mirror(e)) => {
@@ -184,6 +200,9 @@ impl Worker {
     ///
     /// [`GitCli::fetch_timeout`]: crate::git::GitCli::fetch_timeout
     async fn fetch_once(&self, session: &GitSession) -> Result<RemoteRefs, FetchFailure> {
+        if session.is_https() {
+            return self.fetch_once_cli(session).await;
+        }
         let deadline = self.cli.fetch_timeout();
         let mirror = self.mirror.clone();
         let url = self.url.as_git_url().to_owned();
@@ -205,6 +224,44 @@ impl Worker {
                 Err(FetchFailure::TimedOut(deadline))
             }
             Ok(Ok(Err(e))) => Err(FetchFailure::Mirror(e)),
+        }
+    }
+
+    /// One `git fetch` over HTTPS (gix here speaks no HTTP): the same refspecs as the gix
+    /// fetch, the URL on the command line (it holds no credentials), nothing written to the
+    /// mirror's config; the refs are read back from the mirror, which follows the remote.
+    async fn fetch_once_cli(&self, session: &GitSession) -> Result<RemoteRefs, FetchFailure> {
+        let dir = self.mirror.dir().to_string_lossy().into_owned();
+        let git_dir = format!("--git-dir={dir}");
+        session
+            .run_within(
+                self.cli.fetch_timeout(),
+                [
+                    git_dir.as_str(),
+                    "fetch",
+                    "--quiet",
+                    "--prune",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--no-auto-gc",
+                    "--no-recurse-submodules",
+                    self.url.as_git_url(),
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                None,
+                None,
+                &[],
+            )
+            .await
+            .map_err(FetchFailure::Git)?;
+        let mirror = self.mirror.clone();
+        match tokio::task::spawn_blocking(move || mirror.local_refs()).await {
+            Ok(Ok(refs)) => Ok(refs),
+            Ok(Err(e)) => Err(FetchFailure::Mirror(e)),
+            Err(e) => Err(FetchFailure::Mirror(MirrorError(format!(
+                "reading the mirror's refs failed: {e}"
+            )))),
         }
     }
 

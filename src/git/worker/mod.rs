@@ -409,6 +409,13 @@ fn transport_key(t: &Transport) -> TransportKey {
         }
         HostKeyPolicy::TrustOnFirstUse => h.update(b"\0tofu"),
     }
+    // By the credential's identity, not the token: a refreshed App token sees the same refs.
+    if let Some(https) = &t.https {
+        h.update(b"\0https\0");
+        h.update(https.identity.as_bytes());
+        h.update(b"\0");
+        h.update(https.username.as_bytes());
+    }
     h.finalize().into()
 }
 
@@ -604,6 +611,7 @@ mod tests {
         let t = |key: Option<&str>, hk: HostKeyPolicy| Transport {
             private_key: key.map(|k| zeroize::Zeroizing::new(k.to_owned())),
             host_keys: hk,
+            https: None,
         };
         let a = transport_key(&t(Some("a"), HostKeyPolicy::TrustOnFirstUse));
         assert_eq!(
@@ -619,5 +627,22 @@ mod tests {
             transport_key(&t(Some("a"), HostKeyPolicy::Pinned("x".into())))
         );
         assert_ne!(a, transport_key(&t(None, HostKeyPolicy::TrustOnFirstUse)));
+        let https = |identity: &str, token: &str| {
+            Transport::https(crate::git::cli::HttpsAuth {
+                username: "x-access-token".into(),
+                password: zeroize::Zeroizing::new(token.into()),
+                ca_pem: None,
+                identity: identity.into(),
+            })
+        };
+        assert_eq!(
+            transport_key(&https("app:ns/s:1/2", "ghs_one")),
+            transport_key(&https("app:ns/s:1/2", "ghs_two")),
+            "a refreshed token is the same credential"
+        );
+        assert_ne!(
+            transport_key(&https("app:ns/s:1/2", "t")),
+            transport_key(&https("token:ns/s:abc", "t"))
+        );
     }
 }

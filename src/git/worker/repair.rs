@@ -55,6 +55,7 @@ impl Worker {
         let local = Transport {
             private_key: None,
             host_keys: HostKeyPolicy::TrustOnFirstUse,
+            https: None,
         };
         let session = match self.cli.session(&local) {
             Ok(s) => s,
