@@ -621,7 +621,13 @@ async fn bad_input_gets_clear_conditions(env: Arc<Env>) -> Result<()> {
             "",
             "InvalidURL",
         ),
-        ("plainhttp", "http://127.0.0.1/r.git".into(), "", "", "UnsupportedURL"),
+        (
+            "plainhttp",
+            "http://127.0.0.1/r.git".into(),
+            "",
+            "",
+            "UnsupportedURL",
+        ),
         ("garbage", "not a url".into(), "", "", "InvalidURL"),
         (
             "azure",
