@@ -7,6 +7,7 @@
 mod crash;
 mod gitsyncconfig;
 mod hostile;
+mod https;
 mod pull;
 mod push;
 mod race;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     trials.extend(values::trials());
     trials.extend(webhook::trials());
     trials.extend(signing::trials());
+    trials.extend(https::trials());
     // Listing or filtering to nothing needs no cluster.
     if args.list || trials.iter().all(|t| !support::selected(&args, t.name())) {
         return libtest_mimic::run(&args, trials).exit_code();
