@@ -37,6 +37,7 @@ async fn operator(
     let jobs: Vec<PushJob> = apps
         .iter()
         .map(|app| PushJob {
+            start_from: None,
             transport: transport.clone(),
             branch: "main".into(),
             app_id: app.id.clone(),

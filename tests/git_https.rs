@@ -55,6 +55,7 @@ fn export(name: &str, text: &str) -> Value {
 
 fn job(transport: Transport, app_id: &str, name: &str, text: &str) -> PushJob {
     PushJob {
+        start_from: None,
         transport,
         branch: "main".into(),
         app_id: app_id.into(),

@@ -93,6 +93,7 @@ fn job_with(
     message: &str,
 ) -> PushJob {
     PushJob {
+        start_from: None,
         transport,
         branch: "main".into(),
         app_id: app_id.into(),

@@ -98,6 +98,75 @@ pub struct PushSpec {
     /// Commit author; default: the GitSyncConfig's `commitAuthor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<Author>,
+    /// Pull-request mode: commit to a branch of this AppSync's own and open a pull (merge)
+    /// request against the base instead of pushing to the base. Needs an HTTPS GitSyncConfig:
+    /// its token (or GitHub App) calls the host's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestSpec>,
+}
+
+/// Pull-request mode of a Push.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestSpec {
+    /// Whose API opens the request.
+    pub provider: ForgeProvider,
+    /// Branch the request targets; default: the GitSyncConfig's branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub base_branch: Option<String>,
+    /// Prefix of the branches the operator commits to, followed by the AppSync's name (and
+    /// `-2`, `-3`, ... once a request was merged or closed); default `tooljet-gitsync/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub branch_prefix: Option<String>,
+    /// A fixed branch instead of prefix and AppSync name: AppSyncs with the same branch (an
+    /// AppSyncSet's, through its template) share one branch and one pull request per batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub branch: Option<String>,
+    /// Title; `{app}`, `{version}`, `{branch}` and `{base}` are replaced. Default
+    /// `ToolJet: {app} {version}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub title: Option<String>,
+    /// Description, with the same placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
+    pub body: Option<String>,
+    /// API base URL; default from the repository's host (`https://api.github.com`,
+    /// `https://<host>/api/v3` for GitHub Enterprise Server, `/api/v4` GitLab, `/api/v1` Gitea).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub api_url: Option<String>,
+}
+
+/// A git host API.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeProvider {
+    /// github.com or GitHub Enterprise Server.
+    GitHub,
+    /// gitlab.com or self-managed GitLab (merge requests).
+    GitLab,
+    /// Gitea or Forgejo.
+    Gitea,
+}
+
+/// The pull request an AppSync's changes wait in.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestStatus {
+    /// Number (GitLab: `iid`).
+    pub number: u64,
+    /// Web page of the request.
+    pub url: String,
+    /// `Open`, `Merged` or `Closed`.
+    pub state: String,
+    /// The branch the operator commits to.
+    pub branch: String,
+    /// The branch it targets.
+    pub base_branch: String,
 }
 
 /// How a Pull is made.
@@ -181,6 +250,10 @@ pub struct AppSyncStatus {
     /// (`spec.tooljet.dataSources`): an import leaves their secret options empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_sources_without_credentials: Vec<String>,
+    /// Push in pull-request mode: the request the changes are in (the last one, once merged
+    /// or closed, until a new change opens the next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestStatus>,
 }
 
 /// What an AppSync owns.

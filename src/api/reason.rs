@@ -239,6 +239,17 @@ reasons! {
     ValuesFailed,
     /// A spec entry the CRD schema cannot express the rule of (e.g. exactly one of two fields).
     InvalidSpec,
+    // --- pull-request mode
+    /// Push: the change is committed to its branch and waits in an open pull request.
+    PullRequestOpen,
+    /// Event: a pull request was opened for the AppSync's changes.
+    PullRequestOpened,
+    /// Event: the AppSync's pull request was merged; the next change opens a new one.
+    PullRequestMerged,
+    /// Event: the AppSync's pull request was closed without merging; the next change opens a new one.
+    PullRequestClosed,
+    /// The git host's pull-request API refused or failed (token scope, base branch, host down).
+    PullRequestFailed,
     // --- webhooks
     /// GitSyncConfig: deliveries to `status.webhook.path` trigger a repository check at once.
     WebhookReady,

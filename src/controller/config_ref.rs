@@ -27,6 +27,8 @@ pub struct ResolvedConfig {
     pub signing: Option<Arc<CommitSigner>>,
     /// The ToolJet client and workspace.
     pub tooljet: Connection,
+    /// The GitHub API base of the config's GitHub App, when it authenticates with one.
+    pub app_api_base: Option<String>,
 }
 
 impl ResolvedConfig {
@@ -152,7 +154,7 @@ async fn resolve(
     usable(&gsc)?;
     let valid = gitsyncconfig::validate(&gsc.spec, &ctx.options)?;
     let tooljet = connection::connect(&gsc, ctx, false).await?;
-    let (transport, key_secret) = repo_transport(&gsc, &valid, ctx).await?;
+    let (transport, key_secret, app_api_base) = repo_transport(&gsc, &valid, ctx).await?;
     // Read again (not taken from the config's status): a key that went missing or broke since
     // the config was last Ready stops the push here, and nothing is committed unsigned. A
     // signing key kept in the deploy key Secret is taken from the read just made.
@@ -163,6 +165,7 @@ async fn resolve(
         transport,
         signing,
         tooljet,
+        app_api_base,
     })
 }
 
@@ -173,10 +176,11 @@ async fn repo_transport(
     gsc: &GitSyncConfig,
     valid: &Validated,
     ctx: &Context,
-) -> Result<(Transport, Option<Secret>), Failure> {
+) -> Result<(Transport, Option<Secret>, Option<String>), Failure> {
     if valid.url.is_https() {
         let creds = super::https::credentials(gsc, ctx, &valid.url).await?;
-        return Ok((creds.transport, None));
+        let api = creds.app.as_ref().map(|a| a.api_base.clone());
+        return Ok((creds.transport, None, api));
     }
     let ns = gsc.namespace().unwrap_or_default();
     let name = gsc.key_secret_name();
@@ -225,6 +229,7 @@ async fn repo_transport(
             https: None,
         },
         Some(secret),
+        None,
     ))
 }
 

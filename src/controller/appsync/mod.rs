@@ -4,6 +4,7 @@
 
 mod journal;
 mod plan;
+mod pr;
 mod pull;
 mod push;
 mod status;

@@ -11,6 +11,7 @@ use super::super::config_ref::ResolvedConfig;
 use super::super::handoff::{Handed, Taken};
 use super::super::{Context, Failure, Problem};
 use super::plan::{self, HeadView, PushDecision, PushFacts};
+use super::pr::{self, PrMode};
 use super::status::Outcome;
 use crate::api::{AppSync, AppSyncStatus, GitStatus, Reason};
 use crate::git::worker::{PushJob, PushResult, WorkerError};
@@ -38,11 +39,46 @@ pub async fn push(
     match ctx.handoff.take(&me, aps.metadata.generation, max_wait) {
         Taken::Waiting => Ok(Pushed::HandedOver),
         Taken::Answered(handed, answer) => {
+            let mut mode = pr::prepare(aps, cfg, prev).await?;
             let outcome = answered(ctx, cfg, prev, &handed, answer).await?;
+            let outcome = in_pull_request(ctx, cfg, mode.as_mut(), outcome).await?;
             Ok(Pushed::Done(Box::new(outcome)))
         }
-        Taken::Nothing => look(aps, ctx, cfg, prev, me).await,
+        Taken::Nothing => {
+            let mut mode = pr::prepare(aps, cfg, prev).await?;
+            match look(aps, ctx, cfg, prev, me, mode.as_ref()).await? {
+                Pushed::Done(o) => {
+                    let outcome = in_pull_request(ctx, cfg, mode.as_mut(), *o).await?;
+                    Ok(Pushed::Done(Box::new(outcome)))
+                }
+                handed => Ok(handed),
+            }
+        }
     }
+}
+
+/// In pull-request mode, the request that carries the working branch (opened when the branch
+/// is ahead of the base and none is open), recorded in the outcome; Ready says the change
+/// waits in it.
+async fn in_pull_request(
+    ctx: &Context,
+    cfg: &ResolvedConfig,
+    mode: Option<&mut PrMode>,
+    mut outcome: Outcome,
+) -> Result<Outcome, Failure> {
+    let Some(mode) = mode else {
+        return Ok(outcome);
+    };
+    let app = outcome.app.as_ref();
+    let name = app.and_then(|a| a.name.clone()).unwrap_or_default();
+    let version = app.and_then(|a| a.version_name.clone()).unwrap_or_default();
+    mode.ensure(ctx, cfg, &name, &version).await?;
+    outcome.pull_request = mode.status.clone();
+    if let Some(waiting) = mode.waiting_message() {
+        outcome.reason = Reason::PullRequestOpen;
+        outcome.message = waiting;
+    }
+    Ok(outcome)
 }
 
 /// The app's state in ToolJet and git, and the push when they differ.
@@ -52,7 +88,11 @@ async fn look(
     cfg: &ResolvedConfig,
     prev: &AppSyncStatus,
     me: String,
+    mode: Option<&PrMode>,
 ) -> Result<Pushed, Failure> {
+    // In pull-request mode, changes go to the request's branch, started at the base.
+    let branch = mode.map_or(cfg.branch(), |m| m.branch.as_str());
+    let start_from = mode.map(|m| m.base.as_str());
     let workspace = &cfg.tooljet.workspace;
     let list_key = format!("{}|{}", cfg.key(), workspace.id);
     let previous_id = prev.app.as_ref().and_then(|a| a.id.as_deref());
@@ -74,21 +114,21 @@ async fn look(
         name: exported.name.clone(),
         ..app
     };
-    let claim = format!("{}|{}|{}", cfg.key(), cfg.branch(), app.id);
+    let claim = format!("{}|{}|{}", cfg.key(), branch, app.id);
     let ttl = cfg.valid.interval.saturating_mul(3);
     let others = ctx.claim_push(&claim, &me, &exported.version_name, ttl);
-    plan::check_push_conflict(&app.name, &exported.version_name, cfg.branch(), &others)?;
+    plan::check_push_conflict(&app.name, &exported.version_name, branch, &others)?;
     let digest = plan::synced_digest(&app.id, &app.name, &exported, &export);
     let facts = PushFacts {
         app: &app,
         exported: &exported,
-        branch: cfg.branch(),
+        branch,
         digest: &digest,
     };
 
     let known = plan::still_synced(prev, &digest);
     let view = match known {
-        Some(k) => head_view(ctx, cfg, k, &app.id).await,
+        Some(k) => head_view(ctx, cfg, branch, start_from, k, &app.id).await,
         None => HeadView::Unknown,
     };
     match plan::plan_push(&facts, known, &view) {
@@ -102,10 +142,12 @@ async fn look(
                 app: app.clone(),
                 exported: exported.clone(),
                 digest: digest.clone(),
-                branch: cfg.branch().to_string(),
+                branch: branch.to_string(),
                 started: Instant::now(),
             };
-            let job = push_job(aps, cfg, &app, &exported, export);
+            let mut job = push_job(aps, cfg, &app, &exported, export);
+            job.branch = branch.to_string();
+            job.start_from = start_from.map(str::to_string);
             let worker = ctx.workers.get(cfg.url());
             if !ctx.handoff.has_room() {
                 // Enough exports wait in workers' hands: this one waits in its slot.
@@ -231,6 +273,8 @@ async fn last_commit_in_git(
 async fn head_view(
     ctx: &Context,
     cfg: &ResolvedConfig,
+    branch: &str,
+    start_from: Option<&str>,
     known: &GitStatus,
     app_id: &str,
 ) -> HeadView {
@@ -240,9 +284,15 @@ async fn head_view(
     // The config's own check refreshes this head every interval; accepting it a little
     // longer keeps AppSyncs from a second ls-remote when their timing drifts past it.
     let max_age = interval.saturating_add(interval / 2);
-    let head = worker
-        .remote_head(cfg.transport.clone(), cfg.branch(), max_age)
+    let mut head = worker
+        .remote_head(cfg.transport.clone(), branch, max_age)
         .await;
+    // A pull-request branch not made yet: the app is compared with its base.
+    if let (Ok(None), Some(base)) = (&head, start_from) {
+        head = worker
+            .remote_head(cfg.transport.clone(), base, max_age)
+            .await;
+    }
     ctx.metrics
         .git_op("remote_head", start.elapsed(), head.is_ok());
     let (Ok(Some(head)), Some(k)) = (head, known.head.as_deref()) else {
@@ -290,6 +340,7 @@ fn push_job(
         .and_then(|p| p.commit_message.clone())
         .unwrap_or_else(|| layout::plan::DEFAULT_UPDATE_MESSAGE.to_string());
     PushJob {
+        start_from: None,
         transport: cfg.transport.clone(),
         branch: cfg.branch().to_string(),
         app_id: app.id.clone(),

@@ -40,6 +40,8 @@ pub struct Outcome {
     pub handled_adopt: Option<String>,
     /// What the AppSync owns after this pass (None: unchanged).
     pub owned: Option<Ownership>,
+    /// Push in pull-request mode: the request as this pass left it (None: unchanged).
+    pub pull_request: Option<crate::api::PullRequestStatus>,
 }
 
 impl Outcome {
@@ -60,6 +62,7 @@ impl Outcome {
             handled_generation: false,
             handled_adopt: None,
             owned: None,
+            pull_request: None,
         }
     }
 }
@@ -181,6 +184,9 @@ pub fn next_status(
         if o.owned.is_some() {
             status.owned = o.owned.clone();
         }
+        if o.pull_request.is_some() {
+            status.pull_request = o.pull_request.clone();
+        }
         if let Some(u) = &o.uncredentialed {
             status.data_sources_without_credentials = u.clone();
         }
@@ -229,6 +235,10 @@ pub fn notes(prev: &AppSyncStatus, next: &AppSyncStatus, ended: &Ended) -> Vec<N
             ));
         }
     }
+    out.extend(pull_request_notes(
+        prev.pull_request.as_ref(),
+        next.pull_request.as_ref(),
+    ));
     // A Ready change to a reason this pass already announced would only fold into that
     // Event's series (the recorder keys Events by reason, not note).
     let ready = report::ready_transition(
@@ -240,9 +250,61 @@ pub fn notes(prev: &AppSyncStatus, next: &AppSyncStatus, ended: &Ended) -> Vec<N
     out
 }
 
+/// Events of a pull request opened, merged or closed. Pure.
+fn pull_request_notes(
+    prev: Option<&crate::api::PullRequestStatus>,
+    next: Option<&crate::api::PullRequestStatus>,
+) -> Option<Note> {
+    let next = next?;
+    let same = prev.is_some_and(|p| p.number == next.number && p.url == next.url);
+    let changed = !same || prev.is_some_and(|p| p.state != next.state);
+    if !changed {
+        return None;
+    }
+    let what = format!(
+        "#{} ({}) from {} into {}",
+        next.number, next.url, next.branch, next.base_branch
+    );
+    Some(match next.state.as_str() {
+        "Open" if !same => Note::normal(Reason::PullRequestOpened, format!("opened pull request {what}")),
+        "Merged" => Note::normal(Reason::PullRequestMerged, format!("pull request {what} was merged; the next change opens a new one")),
+        "Closed" => Note::normal(Reason::PullRequestClosed, format!("pull request {what} was closed without merging; the next change opens a new one on a new branch")),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_request_events() {
+        let pr = |n: u64, state: &str| crate::api::PullRequestStatus {
+            number: n,
+            url: format!("https://h/pr/{n}"),
+            state: state.into(),
+            branch: "b".into(),
+            base_branch: "main".into(),
+        };
+        let r = |p: Option<&crate::api::PullRequestStatus>, n: &crate::api::PullRequestStatus| {
+            pull_request_notes(p, Some(n)).map(|n| n.reason)
+        };
+        assert_eq!(r(None, &pr(1, "Open")), Some(Reason::PullRequestOpened));
+        assert_eq!(r(Some(&pr(1, "Open")), &pr(1, "Open")), None);
+        assert_eq!(
+            r(Some(&pr(1, "Open")), &pr(1, "Merged")),
+            Some(Reason::PullRequestMerged)
+        );
+        assert_eq!(
+            r(Some(&pr(1, "Open")), &pr(1, "Closed")),
+            Some(Reason::PullRequestClosed)
+        );
+        assert_eq!(
+            r(Some(&pr(1, "Merged")), &pr(2, "Open")),
+            Some(Reason::PullRequestOpened)
+        );
+        assert_eq!(pull_request_notes(Some(&pr(1, "Open")), None), None);
+    }
 
     #[test]
     fn suspended_is_not_ready_without_reconciling() {

@@ -74,6 +74,9 @@ pub struct PushJob {
     pub transport: Transport,
     /// Branch to commit to (created when absent).
     pub branch: String,
+    /// Where a missing `branch` starts: this branch's head (pull-request mode: the base), or
+    /// nothing (a new root). A job that changes nothing against it creates no branch.
+    pub start_from: Option<String>,
     /// The git app id (meta.json key).
     pub app_id: String,
     /// The app's current name (its folder).

@@ -40,6 +40,7 @@ pub(super) struct QueuedPush {
 #[derive(Clone, PartialEq, Eq)]
 struct Lane {
     branch: String,
+    start_from: Option<String>,
     key: TransportKey,
     /// Fingerprint of the signing key, `None` for unsigned commits.
     signer: Option<String>,
@@ -49,6 +50,7 @@ impl Lane {
     fn of(job: &PushJob) -> Lane {
         Lane {
             branch: job.branch.clone(),
+            start_from: job.start_from.clone(),
             key: transport_key(&job.transport),
             signer: job.signing.as_ref().map(|s| s.fingerprint().to_owned()),
         }
@@ -56,6 +58,7 @@ impl Lane {
 
     fn holds(&self, job: &PushJob) -> bool {
         job.branch == self.branch
+            && job.start_from == self.start_from
             && transport_key(&job.transport) == self.key
             && job.signing.as_ref().map(|s| s.fingerprint()) == self.signer.as_deref()
     }
@@ -64,6 +67,7 @@ impl Lane {
 /// The jobs of one lane (branch, transport, signing key), frozen for all attempts of one push.
 struct Group<'a> {
     branch: &'a str,
+    start_from: Option<&'a str>,
     key: TransportKey,
     session: &'a GitSession,
     jobs: Arc<Vec<Box<PushJob>>>,
@@ -173,6 +177,7 @@ impl Worker {
             queued.into_iter().map(|q| (q.job, q.reply)).unzip();
         let group = Group {
             branch,
+            start_from: lane.start_from.as_deref(),
             key,
             session: &session,
             jobs: Arc::new(jobs),
@@ -189,7 +194,10 @@ impl Worker {
         let mut rebuilt = false;
         let mut attempt = 1;
         loop {
-            let base = self.fetched_head(g.key, g.branch);
+            // A branch that does not exist yet starts at `start_from`'s head, if any.
+            let base = self
+                .fetched_head(g.key, g.branch)
+                .or_else(|| g.start_from.and_then(|b| self.fetched_head(g.key, b)));
             let jobs = g.jobs.clone();
             let mirror = self.mirror.clone();
             let applied = match blocking(move || apply_batch(&mirror, base, &jobs)).await {
