@@ -9,13 +9,14 @@ use anyhow::{ensure, Context as _, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DeleteParams;
 use kube::Api;
-use tooljet_gitsync_operator::api::{AppSync, GitSyncConfig};
+use tooljet_gitsync_operator::api::{AppSync, GitSyncConfig, PullRequestStatus};
+use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::forge::github::GitHubEmulator;
 use tooljet_gitsync_testkit::httpgit::{Access, HttpGitServer};
 
 use crate::support::{
-    self, apply, appsync_manifest, aps_has, event_notes, has, namespace, trial, wait_aps, wait_gsc,
-    Env,
+    self, apply, appsync_manifest, aps_has, event_notes, event_reasons, has, namespace, poke,
+    trial, wait_aps, wait_gsc, Env,
 };
 
 const TOKEN: &str = "ghp_e2e_rw_4f1d9c0b7a6e5SECRET";
@@ -23,10 +24,16 @@ const RO_TOKEN: &str = "ghp_e2e_ro_8c2b1a0f9e8d7SECRET";
 const WRONG: &str = "ghp_e2e_wrong_1a2b3c4dSECRET";
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
-    vec![trial(
-        "https_token_and_github_app_push_with_clear_refusals",
-        token_and_app,
-    )]
+    vec![
+        trial(
+            "https_token_and_github_app_push_with_clear_refusals",
+            token_and_app,
+        ),
+        trial(
+            "pull_request_mode_one_pr_per_branch_merge_close_then_pull",
+            pull_request_mode,
+        ),
+    ]
 }
 
 fn config(name: &str, url: &str, secret: &str) -> String {
@@ -290,5 +297,256 @@ async fn token_and_app(env: Arc<Env>) -> Result<()> {
         ensure!(!notes.contains(needle), "Event leaks {needle:?}");
         ensure!(!logs.contains(needle), "log leaks {needle:?}");
     }
+    Ok(())
+}
+
+fn pr_of(a: &AppSync) -> Option<PullRequestStatus> {
+    a.status.as_ref().and_then(|s| s.pull_request.clone())
+}
+
+fn last_sha(a: &AppSync) -> Option<String> {
+    a.status
+        .as_ref()
+        .and_then(|s| s.last_commit.as_ref())
+        .map(|c| c.sha.clone())
+}
+
+/// Edits the app and waits until the AppSync committed it (a new lastCommit) and says so.
+async fn edit_and_wait(
+    env: &Env,
+    ns: &str,
+    app_id: &str,
+    n: u64,
+    before: Option<String>,
+    what: &str,
+) -> Result<AppSync> {
+    env.tooljet
+        .edit_app(app_id, |c| {
+            c["components"][0]["properties"]["prEdit"] = serde_json::json!({ "value": n });
+        })
+        .map_err(anyhow::Error::msg)?;
+    poke::<AppSync>(&env.client, ns, "web").await?;
+    wait_aps(&env.client, ns, "web", what, move |a| {
+        aps_has(a, "Ready", "True", "PullRequestOpen")
+            && last_sha(a) != before
+            && pr_of(a).is_some_and(|p| p.state == "Open")
+    })
+    .await
+}
+
+fn app_secret<'a>(
+    key: &'a str,
+    app_id: &'a str,
+    inst: &'a str,
+    api: &'a str,
+    ca: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("githubAppID", app_id),
+        ("githubAppInstallationID", inst),
+        ("githubAppPrivateKey", key),
+        ("githubEnterpriseApiUrl", api),
+        ("caFile", ca),
+    ]
+}
+
+async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
+    let c = &env.client;
+    let ns = namespace(c, "https-pr").await?;
+    let git = HttpGitServer::start()?;
+    let url = git.create_repo("acme/promote")?;
+    // The base exists before the first request (a request needs something to target).
+    git.commit_files("acme/promote", "main", &[("README.md", b"apps")], "init")?;
+    let github = GitHubEmulator::start(&git)?;
+    let installation = github.install("acme", &["acme/promote"], Access::ReadWrite);
+    let ca = git.ca_pem();
+    let (key, app_id, inst, api) = (
+        github.private_key_pem(),
+        github.app_id().to_string(),
+        installation.to_string(),
+        github.api_url(),
+    );
+    let secret = app_secret(&key, &app_id, &inst, &api, &ca);
+    set_secret(&env, &ns, "gh-app", &secret).await?;
+    apply::<GitSyncConfig>(c, &ns, &config("sales", &url, "gh-app")).await?;
+    wait_gsc(c, &ns, "sales", "Ready", |g| {
+        has(g, "Ready", "True", "Ready")
+    })
+    .await?;
+
+    let app = env
+        .tooljet
+        .create_app("Promoted App", None)
+        .map_err(anyhow::Error::msg)?;
+    let pr_spec = "  push:\n    pullRequest:\n      provider: github\n      title: \"Promote {app} {version}\"\n";
+    apply::<AppSync>(
+        c,
+        &ns,
+        &appsync_manifest("web", "Promoted App", "Push", pr_spec),
+    )
+    .await?;
+    let a = wait_aps(c, &ns, "web", "PullRequestOpen", |a| {
+        aps_has(a, "Ready", "True", "PullRequestOpen")
+    })
+    .await?;
+    let first = pr_of(&a).context("status.pullRequest")?;
+    ensure!(
+        first.branch == "tooljet-gitsync/web"
+            && first.base_branch == "main"
+            && first.state == "Open",
+        "{first:?}"
+    );
+    let main_files = git.git("acme/promote", &["ls-tree", "-r", "--name-only", "main"])?;
+    ensure!(
+        !main_files.contains("Promoted App/"),
+        "nothing pushed to the base: {main_files}"
+    );
+    let on_branch = git.git(
+        "acme/promote",
+        &["show", "tooljet-gitsync/web:.meta/meta.json"],
+    )?;
+    ensure!(on_branch.contains(&app.id), "{on_branch}");
+    let prs = github.prs("acme/promote");
+    ensure!(prs.len() == 1, "one request: {prs:?}");
+    ensure!(
+        prs[0].title.starts_with("Promote Promoted App"),
+        "{:?}",
+        prs[0].title
+    );
+    ensure!(
+        event_reasons(c, &ns, "web")
+            .await?
+            .contains(&"PullRequestOpened".to_string()),
+        "an Event for the opened request"
+    );
+
+    // A later change adds a commit to the same branch and the same request; never forced.
+    let branch_before = git
+        .repos()
+        .branch_sha("acme/promote", "tooljet-gitsync/web")
+        .context("branch")?;
+    let a = edit_and_wait(
+        &env,
+        &ns,
+        &app.id,
+        1,
+        last_sha(&a),
+        "second commit on the branch",
+    )
+    .await?;
+    let again = pr_of(&a).context("pr")?;
+    ensure!(
+        again.number == first.number,
+        "same request: {again:?} vs {first:?}"
+    );
+    ensure!(
+        github.prs("acme/promote").len() == 1,
+        "never a second request"
+    );
+    let branch_after = git
+        .repos()
+        .branch_sha("acme/promote", "tooljet-gitsync/web")
+        .context("branch")?;
+    ensure!(branch_after != branch_before, "a new commit on the branch");
+    git.git(
+        "acme/promote",
+        &["merge-base", "--is-ancestor", &branch_before, &branch_after],
+    )
+    .context("the branch was force-pushed")?;
+
+    // A prod ToolJet pulls main: nothing to import until the request is merged.
+    let prod = Emulator::start(EmulatorConfig::default()).await?;
+    let prod_ns = namespace(c, "https-pr-prod").await?;
+    support::secret(
+        c,
+        &prod_ns,
+        "tooljet-prod",
+        &[
+            ("email", &prod.email().unwrap_or_default()),
+            ("password", &prod.password().unwrap_or_default()),
+        ],
+    )
+    .await?;
+    set_secret(&env, &prod_ns, "gh-app", &secret).await?;
+    let prod_cfg = config("sales", &url, "gh-app")
+        .replace(&support::tooljet_url(), &prod.url())
+        .replace("name: tooljet-api", "name: tooljet-prod")
+        .replace("interval: 1m", "interval: 10s");
+    apply::<GitSyncConfig>(c, &prod_ns, &prod_cfg).await?;
+    wait_gsc(c, &prod_ns, "sales", "prod Ready", |g| {
+        has(g, "Ready", "True", "Ready")
+    })
+    .await?;
+    apply::<AppSync>(
+        c,
+        &prod_ns,
+        &appsync_manifest(
+            "web",
+            "Promoted App",
+            "Pull",
+            "  pull:\n    updatePolicy: Auto\n    revision: main\n",
+        ),
+    )
+    .await?;
+    wait_aps(c, &prod_ns, "web", "a first pass on main", |a| {
+        a.status.as_ref().is_some_and(|s| !s.conditions.is_empty())
+    })
+    .await?;
+    ensure!(prod.apps().is_empty(), "nothing imported before the merge");
+
+    // Merged: status says so, an Event, and the Pull on main imports the app.
+    github.merge("acme/promote", first.number)?;
+    poke::<AppSync>(c, &ns, "web").await?;
+    wait_aps(c, &ns, "web", "request merged", |a| {
+        pr_of(a).is_some_and(|p| p.state == "Merged")
+    })
+    .await?;
+    ensure!(event_reasons(c, &ns, "web")
+        .await?
+        .contains(&"PullRequestMerged".to_string()));
+    poke::<AppSync>(c, &prod_ns, "web").await?;
+    wait_aps(c, &prod_ns, "web", "pulled after the merge", |a| {
+        aps_has(a, "Ready", "True", "Pulled") || aps_has(a, "Ready", "True", "UpToDate")
+    })
+    .await?;
+    ensure!(
+        prod.apps().iter().any(|a| a.name == "Promoted App"),
+        "the merged app is in prod"
+    );
+
+    // The next change starts a new branch and a new request.
+    let a = edit_and_wait(&env, &ns, &app.id, 2, None, "a new request after the merge").await?;
+    let second = pr_of(&a).context("pr")?;
+    ensure!(
+        second.number != first.number && second.branch == "tooljet-gitsync/web-2",
+        "{second:?}"
+    );
+    // Closed without merging: the next change goes to yet another branch.
+    github.close("acme/promote", second.number)?;
+    poke::<AppSync>(c, &ns, "web").await?;
+    wait_aps(c, &ns, "web", "request closed", |a| {
+        pr_of(a).is_some_and(|p| p.state == "Closed")
+    })
+    .await?;
+    // The rejected content is not offered again.
+    poke::<AppSync>(c, &ns, "web").await?;
+    wait_aps(c, &ns, "web", "UpToDate after the close", |a| {
+        aps_has(a, "Ready", "True", "UpToDate")
+    })
+    .await?;
+    ensure!(
+        github.prs("acme/promote").len() == 2,
+        "no new request for the content of the closed one"
+    );
+    ensure!(event_reasons(c, &ns, "web").await?.contains(&"PullRequestClosed".to_string()));
+    let a = edit_and_wait(&env, &ns, &app.id, 3, None, "a request after the close").await?;
+    let third = pr_of(&a).context("pr")?;
+    ensure!(third.branch == "tooljet-gitsync/web-3", "{third:?}");
+    let open = github
+        .prs("acme/promote")
+        .into_iter()
+        .filter(|p| format!("{:?}", p.state) == "Open")
+        .count();
+    ensure!(open == 1, "one open request at a time, {open} open");
     Ok(())
 }

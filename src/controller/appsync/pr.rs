@@ -252,6 +252,11 @@ impl PrMode {
         Ok(())
     }
 
+    /// The last request, when it was closed without merging.
+    pub fn closed(&self) -> Option<&PullRequestStatus> {
+        self.status.as_ref().filter(|p| p.state == "Closed")
+    }
+
     /// The Synced message when the change waits in the open request.
     pub fn waiting_message(&self) -> Option<String> {
         let pr = self.status.as_ref().filter(|p| p.state == "Open")?;

@@ -127,6 +127,22 @@ async fn look(
     };
 
     let known = plan::still_synced(prev, &digest);
+    // A request closed without merging rejected this content: it is not offered again; the
+    // next change in ToolJet opens a new request.
+    if let (Some(m), Some(_)) = (mode, known) {
+        if let Some(closed) = m.closed() {
+            return Ok(Pushed::Done(Box::new(Outcome {
+                owned: owned(&app.id),
+                ..Outcome::new(
+                    Reason::UpToDate,
+                    format!(
+                        "pull request #{} ({}) was closed without merging; the app is unchanged since, so no new request is opened until it changes in ToolJet",
+                        closed.number, closed.url
+                    ),
+                )
+            })));
+        }
+    }
     let view = match known {
         Some(k) => head_view(ctx, cfg, branch, start_from, k, &app.id).await,
         None => HeadView::Unknown,
