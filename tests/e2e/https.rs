@@ -538,7 +538,9 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
         github.prs("acme/promote").len() == 2,
         "no new request for the content of the closed one"
     );
-    ensure!(event_reasons(c, &ns, "web").await?.contains(&"PullRequestClosed".to_string()));
+    ensure!(event_reasons(c, &ns, "web")
+        .await?
+        .contains(&"PullRequestClosed".to_string()));
     let a = edit_and_wait(&env, &ns, &app.id, 3, None, "a request after the close").await?;
     let third = pr_of(&a).context("pr")?;
     ensure!(third.branch == "tooljet-gitsync/web-3", "{third:?}");
