@@ -33,6 +33,10 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
             "pull_request_mode_one_pr_per_branch_merge_close_then_pull",
             pull_request_mode,
         ),
+        trial(
+            "pull_request_mode_resumes_from_either_crash_window",
+            pull_request_resumes,
+        ),
     ]
 }
 
@@ -550,5 +554,108 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
         .filter(|p| format!("{:?}", p.state) == "Open")
         .count();
     ensure!(open == 1, "one open request at a time, {open} open");
+    Ok(())
+}
+
+/// Both windows a killed pass can leave in pull-request mode, made on purpose: commits on the
+/// branch but no request (the API failed after the push), and a request the status does not
+/// know (its write lost). Each next pass ends with exactly one request.
+async fn pull_request_resumes(env: Arc<Env>) -> Result<()> {
+    let c = &env.client;
+    let ns = namespace(c, "https-pr-resume").await?;
+    let git = HttpGitServer::start()?;
+    let url = git.create_repo("acme/resume")?;
+    git.commit_files("acme/resume", "main", &[("README.md", b"apps")], "init")?;
+    let github = GitHubEmulator::start(&git)?;
+    let installation = github.install("acme", &["acme/resume"], Access::ReadWrite);
+    let ca = git.ca_pem();
+    let (key, app_id, inst, api) = (
+        github.private_key_pem(),
+        github.app_id().to_string(),
+        installation.to_string(),
+        github.api_url(),
+    );
+    set_secret(
+        &env,
+        &ns,
+        "gh-app",
+        &app_secret(&key, &app_id, &inst, &api, &ca),
+    )
+    .await?;
+    apply::<GitSyncConfig>(c, &ns, &config("sales", &url, "gh-app")).await?;
+    wait_gsc(c, &ns, "sales", "Ready", |g| {
+        has(g, "Ready", "True", "Ready")
+    })
+    .await?;
+    env.tooljet
+        .create_app("Resumed App", None)
+        .map_err(anyhow::Error::msg)?;
+
+    // Window 1: the push lands, the request cannot be opened (the API does not answer).
+    let dead_api = "  push:\n    pullRequest:\n      provider: github\n      apiUrl: https://127.0.0.1:1/api/v3\n";
+    apply::<AppSync>(
+        c,
+        &ns,
+        &appsync_manifest("web", "Resumed App", "Push", dead_api),
+    )
+    .await?;
+    let a = wait_aps(c, &ns, "web", "PullRequestFailed", |a| {
+        aps_has(a, "Ready", "False", "PullRequestFailed")
+    })
+    .await?;
+    let msg = a
+        .status
+        .as_ref()
+        .and_then(|s| support::condition(&s.conditions, "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(msg.contains("pull-request"), "{msg}");
+    ensure!(
+        git.repos()
+            .branch_sha("acme/resume", "tooljet-gitsync/web")
+            .is_some(),
+        "the commits are on their branch"
+    );
+    ensure!(github.prs("acme/resume").is_empty());
+    // The API back: the next pass opens the one request for the branch.
+    let fixed = "  push:\n    pullRequest:\n      provider: github\n";
+    apply::<AppSync>(
+        c,
+        &ns,
+        &appsync_manifest("web", "Resumed App", "Push", fixed),
+    )
+    .await?;
+    let a = wait_aps(c, &ns, "web", "PullRequestOpen", |a| {
+        aps_has(a, "Ready", "True", "PullRequestOpen")
+    })
+    .await?;
+    let first = pr_of(&a).context("status.pullRequest")?;
+    ensure!(github.prs("acme/resume").len() == 1);
+
+    // Window 2: the request exists but the status lost it.
+    let api: Api<AppSync> = Api::namespaced(c.clone(), &ns);
+    api.patch_status(
+        "web",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"status": {"pullRequest": null}})),
+    )
+    .await?;
+    ensure!(api
+        .get("web")
+        .await?
+        .status
+        .and_then(|s| s.pull_request)
+        .is_none());
+    poke::<AppSync>(c, &ns, "web").await?;
+    let a = wait_aps(c, &ns, "web", "the request found again", |a| {
+        pr_of(a).is_some()
+    })
+    .await?;
+    let found = pr_of(&a).context("pr")?;
+    ensure!(found.number == first.number, "{found:?} vs {first:?}");
+    ensure!(
+        github.prs("acme/resume").len() == 1,
+        "never a second request"
+    );
     Ok(())
 }
