@@ -338,45 +338,56 @@ async fn edit_and_wait(
     .await
 }
 
-fn app_secret<'a>(
-    key: &'a str,
-    app_id: &'a str,
-    inst: &'a str,
-    api: &'a str,
-    ca: &'a str,
-) -> [(&'a str, &'a str); 5] {
-    [
-        ("githubAppID", app_id),
-        ("githubAppInstallationID", inst),
-        ("githubAppPrivateKey", key),
-        ("githubEnterpriseApiUrl", api),
-        ("caFile", ca),
-    ]
+/// A repository with a base commit on the HTTPS server, a GitHub App installed on it, and a
+/// Ready GitSyncConfig `sales` in `ns` using the App (Secret `gh-app`).
+struct PrWorld {
+    git: HttpGitServer,
+    github: GitHubEmulator,
+    url: String,
+    /// The App Secret's keys and values.
+    secret: Vec<(&'static str, String)>,
+}
+
+impl PrWorld {
+    fn secret(&self) -> Vec<(&str, &str)> {
+        self.secret.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
+async fn pr_world(env: &Env, ns: &str, repo: &str) -> Result<PrWorld> {
+    let git = HttpGitServer::start()?;
+    let url = git.create_repo(repo)?;
+    // The base exists before the first request (a request needs something to target).
+    git.commit_files(repo, "main", &[("README.md", b"apps")], "init")?;
+    let github = GitHubEmulator::start(&git)?;
+    let installation = github.install("acme", &[repo], Access::ReadWrite);
+    let secret = vec![
+        ("githubAppID", github.app_id().to_string()),
+        ("githubAppInstallationID", installation.to_string()),
+        ("githubAppPrivateKey", github.private_key_pem()),
+        ("githubEnterpriseApiUrl", github.api_url()),
+        ("caFile", git.ca_pem()),
+    ];
+    let world = PrWorld {
+        git,
+        github,
+        url,
+        secret,
+    };
+    set_secret(env, ns, "gh-app", &world.secret()).await?;
+    apply::<GitSyncConfig>(&env.client, ns, &config("sales", &world.url, "gh-app")).await?;
+    wait_gsc(&env.client, ns, "sales", "Ready", |g| {
+        has(g, "Ready", "True", "Ready")
+    })
+    .await?;
+    Ok(world)
 }
 
 async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
     let c = &env.client;
     let ns = namespace(c, "https-pr").await?;
-    let git = HttpGitServer::start()?;
-    let url = git.create_repo("acme/promote")?;
-    // The base exists before the first request (a request needs something to target).
-    git.commit_files("acme/promote", "main", &[("README.md", b"apps")], "init")?;
-    let github = GitHubEmulator::start(&git)?;
-    let installation = github.install("acme", &["acme/promote"], Access::ReadWrite);
-    let ca = git.ca_pem();
-    let (key, app_id, inst, api) = (
-        github.private_key_pem(),
-        github.app_id().to_string(),
-        installation.to_string(),
-        github.api_url(),
-    );
-    let secret = app_secret(&key, &app_id, &inst, &api, &ca);
-    set_secret(&env, &ns, "gh-app", &secret).await?;
-    apply::<GitSyncConfig>(c, &ns, &config("sales", &url, "gh-app")).await?;
-    wait_gsc(c, &ns, "sales", "Ready", |g| {
-        has(g, "Ready", "True", "Ready")
-    })
-    .await?;
+    let w = pr_world(&env, &ns, "acme/promote").await?;
+    let (git, github, url) = (&w.git, &w.github, w.url.as_str());
 
     let app = env
         .tooljet
@@ -471,7 +482,7 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
         ],
     )
     .await?;
-    set_secret(&env, &prod_ns, "gh-app", &secret).await?;
+    set_secret(&env, &prod_ns, "gh-app", &w.secret()).await?;
     let prod_cfg = config("sales", &url, "gh-app")
         .replace(&support::tooljet_url(), &prod.url())
         .replace("name: tooljet-api", "name: tooljet-prod")
@@ -563,30 +574,8 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
 async fn pull_request_resumes(env: Arc<Env>) -> Result<()> {
     let c = &env.client;
     let ns = namespace(c, "https-pr-resume").await?;
-    let git = HttpGitServer::start()?;
-    let url = git.create_repo("acme/resume")?;
-    git.commit_files("acme/resume", "main", &[("README.md", b"apps")], "init")?;
-    let github = GitHubEmulator::start(&git)?;
-    let installation = github.install("acme", &["acme/resume"], Access::ReadWrite);
-    let ca = git.ca_pem();
-    let (key, app_id, inst, api) = (
-        github.private_key_pem(),
-        github.app_id().to_string(),
-        installation.to_string(),
-        github.api_url(),
-    );
-    set_secret(
-        &env,
-        &ns,
-        "gh-app",
-        &app_secret(&key, &app_id, &inst, &api, &ca),
-    )
-    .await?;
-    apply::<GitSyncConfig>(c, &ns, &config("sales", &url, "gh-app")).await?;
-    wait_gsc(c, &ns, "sales", "Ready", |g| {
-        has(g, "Ready", "True", "Ready")
-    })
-    .await?;
+    let w = pr_world(&env, &ns, "acme/resume").await?;
+    let (git, github) = (&w.git, &w.github);
     env.tooljet
         .create_app("Resumed App", None)
         .map_err(anyhow::Error::msg)?;
