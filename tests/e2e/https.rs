@@ -41,24 +41,11 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
 }
 
 fn config(name: &str, url: &str, secret: &str) -> String {
-    format!(
-        r#"apiVersion: gitsync.tooljet.io/v1alpha1
-kind: GitSyncConfig
-metadata:
-  name: {name}
-spec:
-  repository:
-    url: "{url}"
-    branch: main
-    auth:
-      secretRef: {{ name: {secret} }}
-  tooljet:
-    url: {tooljet}
-    workspace: my-workspace
-    credentialsSecretRef: {{ name: tooljet-api }}
-  interval: 1m
-"#,
-        tooljet = support::tooljet_url()
+    crate::gitsyncconfig::manifest(
+        name,
+        url,
+        &format!("    auth:\n      secretRef: {{ name: {secret} }}\n"),
+        "",
     )
 }
 

@@ -9,7 +9,8 @@ use super::validate::Validated;
 use super::Cred;
 use crate::api::{GitSyncConfig, GitSyncConfigStatus, Reason};
 use crate::git::check::Stage;
-use crate::git::{HostKeyPolicy, Transport};
+use crate::git::worker::{WorkerError, WorkerHandle};
+use crate::git::{GitFailure, HostKeyPolicy, Transport};
 use crate::keys;
 
 /// What the repository check saw.
@@ -71,7 +72,7 @@ pub async fn check_repository(
         https: None,
     };
     let branch = &gsc.spec.repository.branch;
-    let explain = |stage: Stage, f: &crate::git::GitFailure| {
+    let explain = |stage: Stage, f: &GitFailure| {
         access_problem(
             stage,
             f.kind,
@@ -86,36 +87,46 @@ pub async fn check_repository(
     };
     let worker = ctx.workers.get(&valid.url);
     let usable = (recorded.is_some() || is_file).then(|| transport.clone());
-    if verified && recorded.is_some() {
+    let (result, learned_known_hosts) = read_or_check(
+        &worker,
+        transport,
+        branch,
+        verified && recorded.is_some(),
+        explain,
+    )
+    .await;
+    RepoCheck {
+        result,
+        learned_known_hosts,
+        transport: usable,
+    }
+}
+
+/// Once `verified`, the branch head only (fresh); else the whole access check, with the host
+/// keys it learned. Git failures are explained by `explain`.
+async fn read_or_check(
+    worker: &WorkerHandle,
+    transport: Transport,
+    branch: &str,
+    verified: bool,
+    explain: impl Fn(Stage, &GitFailure) -> Problem,
+) -> (Result<Option<String>, Problem>, Option<String>) {
+    if verified {
         let head = worker.remote_head(transport, branch, Duration::ZERO).await;
         let result = head.map_err(|e| match &e {
-            crate::git::worker::WorkerError::Git(f) => explain(Stage::Read, f),
+            WorkerError::Git(f) => explain(Stage::Read, f),
             other => Problem::retrying(other.reason(), other.to_string()),
         });
-        return RepoCheck {
-            result,
-            learned_known_hosts: None,
-            transport: usable,
-        };
+        return (result, None);
     }
-    let outcome = match worker.check(transport, branch).await {
-        Ok(o) => o,
-        Err(e) => {
-            let p = Problem::retrying(e.reason(), e.to_string());
-            return RepoCheck {
-                result: Err(p),
-                learned_known_hosts: None,
-                transport: usable,
-            };
-        }
-    };
-    RepoCheck {
-        result: outcome
-            .result
-            .map(|a| a.head)
-            .map_err(|(stage, f)| explain(stage, &f)),
-        learned_known_hosts: outcome.learned_known_hosts,
-        transport: usable,
+    match worker.check(transport, branch).await {
+        Ok(o) => (
+            o.result
+                .map(|a| a.head)
+                .map_err(|(stage, f)| explain(stage, &f)),
+            o.learned_known_hosts,
+        ),
+        Err(e) => (Err(Problem::retrying(e.reason(), e.to_string())), None),
     }
 }
 
@@ -138,7 +149,7 @@ async fn check_https(
         Err(p) => return failed(p),
     };
     let branch = &gsc.spec.repository.branch;
-    let explain = |stage: Stage, f: &crate::git::GitFailure| {
+    let explain = |stage: Stage, f: &GitFailure| {
         access_problem(
             stage,
             f.kind,
@@ -150,23 +161,7 @@ async fn check_https(
     };
     let worker = ctx.workers.get(&valid.url);
     let transport = creds.transport.clone();
-    let result = if verified {
-        worker
-            .remote_head(transport.clone(), branch, Duration::ZERO)
-            .await
-            .map_err(|e| match &e {
-                crate::git::worker::WorkerError::Git(f) => explain(Stage::Read, f),
-                other => Problem::retrying(other.reason(), other.to_string()),
-            })
-    } else {
-        match worker.check(transport.clone(), branch).await {
-            Ok(o) => o
-                .result
-                .map(|a| a.head)
-                .map_err(|(stage, f)| explain(stage, &f)),
-            Err(e) => Err(Problem::retrying(e.reason(), e.to_string())),
-        }
-    };
+    let (result, _) = read_or_check(&worker, transport.clone(), branch, verified, explain).await;
     if result
         .as_ref()
         .is_err_and(|p| p.reason == Reason::AuthenticationFailed)
