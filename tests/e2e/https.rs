@@ -9,7 +9,7 @@ use anyhow::{ensure, Context as _, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DeleteParams;
 use kube::Api;
-use tooljet_gitsync_operator::api::{AppSync, GitSyncConfig, PullRequestStatus};
+use tooljet_gitsync_operator::api::{AppSync, AppSyncSet, GitSyncConfig, PullRequestStatus};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::forge::github::GitHubEmulator;
 use tooljet_gitsync_testkit::httpgit::{Access, HttpGitServer};
@@ -36,6 +36,10 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
         trial(
             "pull_request_mode_resumes_from_either_crash_window",
             pull_request_resumes,
+        ),
+        trial(
+            "pull_request_mode_set_shares_one_request_per_batch",
+            pull_request_set,
         ),
     ]
 }
@@ -633,5 +637,54 @@ async fn pull_request_resumes(env: Arc<Env>) -> Result<()> {
         github.prs("acme/resume").len() == 1,
         "never a second request"
     );
+    Ok(())
+}
+
+/// An AppSyncSet whose template names one branch: its AppSyncs' commits go out in one push to
+/// that branch and wait in one request.
+async fn pull_request_set(env: Arc<Env>) -> Result<()> {
+    let c = &env.client;
+    let ns = namespace(c, "https-pr-set").await?;
+    let w = pr_world(&env, &ns, "acme/batch").await?;
+    let mut ids = Vec::new();
+    for name in ["Shared PR A", "Shared PR B", "Shared PR C"] {
+        ids.push(
+            env.tooljet
+                .create_app(name, None)
+                .map_err(anyhow::Error::msg)?
+                .id,
+        );
+    }
+    apply::<AppSyncSet>(
+        c,
+        &ns,
+        &crate::sets::set_manifest(
+            "batch",
+            "Push",
+            "  apps: { include: [\"Shared PR *\"] }\n  template:\n    push:\n      pullRequest: { provider: github, branch: promote/batch }\n",
+        ),
+    )
+    .await?;
+    crate::sets::wait_set(&env, &ns, "batch", "3 apps Ready", |s| {
+        crate::sets::counts(s) == (3, 3, 0)
+    })
+    .await?;
+    let prs = w.github.prs("acme/batch");
+    ensure!(prs.len() == 1, "one request for the batch: {prs:?}");
+    ensure!(
+        prs[0].head == "promote/batch" && prs[0].base == "main",
+        "{:?}",
+        prs[0]
+    );
+    let meta = w
+        .git
+        .git("acme/batch", &["show", "promote/batch:.meta/meta.json"])?;
+    for id in &ids {
+        ensure!(meta.contains(id.as_str()), "{id} missing from the branch");
+    }
+    let main = w
+        .git
+        .git("acme/batch", &["ls-tree", "-r", "--name-only", "main"])?;
+    ensure!(!main.contains("Shared PR"), "nothing on the base: {main}");
     Ok(())
 }

@@ -62,13 +62,13 @@ async fn config_for(
     Ok(())
 }
 
-fn set_manifest(name: &str, direction: &str, extra: &str) -> String {
+pub fn set_manifest(name: &str, direction: &str, extra: &str) -> String {
     format!(
         "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSyncSet\nmetadata:\n  name: {name}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  direction: {direction}\n{extra}"
     )
 }
 
-async fn wait_set(
+pub async fn wait_set(
     env: &Env,
     ns: &str,
     name: &str,
@@ -79,7 +79,7 @@ async fn wait_set(
 }
 
 /// (total, ready, failing) of a set's status.
-fn counts(s: &AppSyncSet) -> (u32, u32, u32) {
+pub fn counts(s: &AppSyncSet) -> (u32, u32, u32) {
     s.status
         .as_ref()
         .and_then(|st| st.apps.as_ref())
