@@ -23,12 +23,13 @@ const TOKEN: &str = "ghp_rw_0123456789abcdefSECRET";
 const RO_TOKEN: &str = "ghp_ro_0123456789abcdefSECRET";
 const CANARY: &str = "canary-7f3e9a1c";
 
-fn auth(token: &str, ca: Option<String>) -> Transport {
+fn auth(url: &RepoUrl, token: &str, ca: Option<String>) -> Transport {
     Transport::https(HttpsAuth {
         username: "bot".into(),
         password: Zeroizing::new(token.into()),
         ca_pem: ca,
         identity: format!("token:test/{}", &token[..6]),
+        origin: url.https_origin().unwrap_or_default(),
     })
 }
 
@@ -143,7 +144,7 @@ async fn token_check_push_fetch_and_refusals_over_https() -> Result<()> {
         .status()?;
 
     // The connection check: read and (dry-run) write, on the empty repository.
-    let rw = auth(TOKEN, ca.clone());
+    let rw = auth(&url, TOKEN, ca.clone());
     let outcome = worker.check(rw.clone(), "main").await?;
     let head = outcome
         .result
@@ -213,7 +214,7 @@ async fn token_check_push_fetch_and_refusals_over_https() -> Result<()> {
     );
 
     // A read-only token passes the read and fails the write, classified.
-    let ro = auth(RO_TOKEN, ca.clone());
+    let ro = auth(&url, RO_TOKEN, ca.clone());
     let outcome = worker.check(ro.clone(), "main").await?;
     match outcome.result {
         Err((Stage::Write, f)) => ensure!(f.kind == GitFailureKind::ReadOnlyAccess, "{f}"),
@@ -227,14 +228,24 @@ async fn token_check_push_fetch_and_refusals_over_https() -> Result<()> {
     ensure!(e.git_kind() == Some(GitFailureKind::ReadOnlyAccess), "{e}");
 
     // A wrong token: authentication failed, at the read.
-    let wrong = auth("ghp_wrong_SECRET", ca.clone());
+    let wrong = auth(&url, "ghp_wrong_SECRET", ca.clone());
     match worker.check(wrong, "main").await?.result {
         Err((Stage::Read, f)) => ensure!(f.kind == GitFailureKind::AuthenticationFailed, "{f}"),
         other => anyhow::bail!("wrong token: {other:?}"),
     }
+    // The credential is offered to the repository's origin only: scoped elsewhere (as a
+    // proxy or a redirect target would be), git has nothing to send.
+    let mut elsewhere = auth(&url, TOKEN, ca.clone());
+    if let Some(h) = elsewhere.https.as_mut() {
+        h.origin = "https://proxy.invalid:3128".into();
+    }
+    match worker.check(elsewhere, "main").await?.result {
+        Err((Stage::Read, f)) => ensure!(f.kind == GitFailureKind::AuthenticationFailed, "{f}"),
+        other => anyhow::bail!("a credential scoped elsewhere was sent: {other:?}"),
+    }
     // The server's CA not trusted (system roots only): nothing is sent.
     let before = server.requests().len();
-    let untrusted = auth(TOKEN, None);
+    let untrusted = auth(&url, TOKEN, None);
     match worker.check(untrusted, "main").await?.result {
         Err((Stage::Read, f)) => ensure!(f.kind == GitFailureKind::CertificateUntrusted, "{f}"),
         other => anyhow::bail!("untrusted CA: {other:?}"),
@@ -247,7 +258,7 @@ async fn token_check_push_fetch_and_refusals_over_https() -> Result<()> {
     let closed = RepoUrl::parse("https://127.0.0.1:1/acme/apps.git")?;
     match workers
         .get(&closed)
-        .check(auth(TOKEN, ca.clone()), "main")
+        .check(auth(&url, TOKEN, ca.clone()), "main")
         .await?
         .result
     {
@@ -296,6 +307,7 @@ async fn github_app_installation_token_pushes_and_is_cached() -> Result<()> {
         password: token.token.clone(),
         ca_pem: Some(server.ca_pem()),
         identity: "app:test/app".into(),
+        origin: url.https_origin().context("origin")?,
     });
     let data = tempfile::tempdir()?;
     let workers = workers_in(data.path());

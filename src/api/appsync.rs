@@ -115,8 +115,9 @@ pub struct PullRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub base_branch: Option<String>,
-    /// Prefix of the branches the operator commits to, followed by the AppSync's name (and
-    /// `-2`, `-3`, ... once a request was merged or closed); default `tooljet-gitsync/`.
+    /// Prefix of the branches the operator commits to, followed by the AppSync's namespace
+    /// and name (and `-2`, `-3`, ... once a request was merged or closed); default
+    /// `tooljet-gitsync/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 100))]
     pub branch_prefix: Option<String>,

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::gitsyncconfig::data_str;
@@ -217,14 +217,22 @@ pub fn parse_auth_secret(secret: &Secret, ns: &str, name: &str) -> Result<Parsed
     })
 }
 
+/// A short keyed digest: tells a rotated token from the old one within this process (the
+/// identities live in memory only), and reveals nothing about it (the key is random per
+/// process, so the digest cannot be checked against guesses elsewhere).
 fn short_digest(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
+    use hmac::Mac;
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(rand::random::<[u8; 32]>);
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
     for p in parts {
-        h.update(p);
-        h.update(b"\0");
+        mac.update(p);
+        mac.update(b"\0");
     }
-    let d = h.finalize();
-    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    let d = mac.finalize().into_bytes();
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The API base of an App: the Secret's, else github.com's or GitHub Enterprise Server's at
@@ -368,6 +376,7 @@ pub async fn transport(
 ) -> Result<HttpsCredentials, Problem> {
     let (ns, name) = (source.namespace.as_str(), source.name.as_str());
     let identity = source.identity();
+    let origin = url.https_origin().unwrap_or_default();
     let ca_pem = source.parsed.ca_pem.clone();
     match &source.parsed.auth {
         AuthSecret::Basic { username, password } => Ok(HttpsCredentials {
@@ -377,6 +386,7 @@ pub async fn transport(
                 password: password.clone(),
                 ca_pem,
                 identity,
+                origin,
             }),
             app: None,
         }),
@@ -406,6 +416,7 @@ pub async fn transport(
                     password: token.token,
                     ca_pem,
                     identity,
+                    origin,
                 }),
                 app: Some(creds),
             })
@@ -551,7 +562,7 @@ mod tests {
     #[test]
     fn identities_hold_no_secret() {
         let d = short_digest(&[b"git", b"ghp_secret"]);
-        assert_eq!(d.len(), 8);
+        assert_eq!(d.len(), 16);
         assert_ne!(d, short_digest(&[b"git", b"ghp_other"]));
         assert!(!d.contains("secret"));
     }

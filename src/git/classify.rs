@@ -104,6 +104,12 @@ pub fn classify(stderr: &str) -> GitFailure {
         "could not resolve host",
         "operation too slow",
         "empty reply from server",
+        // The server (or a proxy) failed, not the mirror: retried, no local repair.
+        "the requested url returned error: 5",
+        "the requested url returned error: 429",
+        "the requested url returned error: 407",
+        "proxy connect aborted",
+        "received http code 407",
     ]) {
         GitFailureKind::Unreachable
     } else if has(&[
@@ -182,6 +188,7 @@ mod tests {
             ("fatal: unable to access 'https://h/x.git/': SSL certificate problem: unable to get local issuer certificate", GitFailureKind::CertificateUntrusted),
             ("fatal: unable to access 'https://127.0.0.1:1/x.git/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server", GitFailureKind::Unreachable),
             ("fatal: unable to access 'https://nohost.invalid/x.git/': Could not resolve host: nohost.invalid", GitFailureKind::Unreachable),
+            ("fatal: unable to access 'https://h/x.git/': The requested URL returned error: 502", GitFailureKind::Unreachable),
             ("fatal: something new", GitFailureKind::Other),
         ];
         for (stderr, kind) in cases {

@@ -73,6 +73,9 @@ pub struct HttpsAuth {
     /// Names the credential, stable across token refreshes and free of secrets (it keys the
     /// worker's fetch records): e.g. `token:<ns>/<secret>:<digest>`.
     pub identity: String,
+    /// `https://host[:port]` of the repository: the only place git offers the credential (a
+    /// proxy or a redirect target never gets it).
+    pub origin: String,
 }
 
 impl std::fmt::Debug for HttpsAuth {
@@ -262,9 +265,13 @@ impl GitCli {
     /// The `GIT_CONFIG_*` settings and credential variables of an HTTPS session.
     fn https_config(&self, auth: &HttpsAuth, dir: &Path) -> Result<HttpsSession, GitFailure> {
         let mut config: Vec<(String, String)> = vec![
-            // An empty value resets the list: no helper but ours answers.
+            // An empty value resets the list: no helper but ours answers, and ours only for
+            // the repository's origin.
             ("credential.helper".into(), String::new()),
-            ("credential.helper".into(), CREDENTIAL_HELPER.into()),
+            (
+                format!("credential.{}.helper", auth.origin),
+                CREDENTIAL_HELPER.into(),
+            ),
             // A redirect would take the token to wherever it points.
             ("http.followRedirects".into(), "false".into()),
             ("http.lowSpeedLimit".into(), "1".into()),

@@ -64,6 +64,20 @@ impl UrlError {
 impl RepoUrl {
     /// Parses and checks a repository URL.
     pub fn parse(input: &str) -> Result<RepoUrl, UrlError> {
+        // Messages quote the URL: credentials a user put in it never go with them.
+        Self::parse_raw(input).map_err(|e| match e {
+            UrlError::Invalid { url, why } => UrlError::Invalid {
+                url: redact_userinfo(&url),
+                why,
+            },
+            UrlError::Unsupported { url, scheme } => UrlError::Unsupported {
+                url: redact_userinfo(&url),
+                scheme,
+            },
+        })
+    }
+
+    fn parse_raw(input: &str) -> Result<RepoUrl, UrlError> {
         let url = input.trim();
         let invalid = |why: &str| UrlError::Invalid {
             url: url.to_string(),
@@ -132,6 +146,17 @@ impl RepoUrl {
     /// Whether git reaches it over HTTPS (credentials from `spec.repository.auth`).
     pub fn is_https(&self) -> bool {
         matches!(self, RepoUrl::Https { .. })
+    }
+
+    /// `https://host[:port]` of an HTTPS URL, as given: what git's credential config is
+    /// scoped to, so the token is offered to this host only (never to a proxy).
+    pub fn https_origin(&self) -> Option<String> {
+        let RepoUrl::Https { original, .. } = self else {
+            return None;
+        };
+        let rest = original.split_once("://")?.1;
+        let authority = rest.split('/').next()?;
+        Some(format!("https://{authority}"))
     }
 
     /// Host and port of an HTTPS URL (443 when not given).
@@ -553,6 +578,22 @@ mod tests {
             "UnsupportedURL"
         );
         assert_eq!(redact_userinfo("https://a:b@h/x@y"), "https://***@h/x@y");
+        assert_eq!(
+            RepoUrl::parse("https://H:8443/a/b.git")
+                .unwrap()
+                .https_origin()
+                .as_deref(),
+            Some("https://H:8443")
+        );
+        // Refused forms never quote credentials either.
+        for bad in [
+            "http://bot:ghp_secret@h/r.git",
+            "ftp://u:ghp_secret@h/r",
+            "foo://u:ghp_secret@h/r",
+        ] {
+            let e = RepoUrl::parse(bad).unwrap_err();
+            assert!(!e.to_string().contains("ghp_secret"), "{e}");
+        }
     }
 
     #[test]

@@ -23,11 +23,15 @@ pub const DEFAULT_TITLE: &str = "ToolJet: {app} {version}";
 pub const DEFAULT_BODY: &str = "Exported from ToolJet by tooljet-gitsync-operator: app **{app}**, version **{version}**.\n\nMerging this request into `{base}` promotes it; Pull AppSyncs on `{base}` import it after the merge.";
 /// Bound of each API call.
 const API_TIMEOUT: Duration = Duration::from_secs(20);
+/// Merged branches passed over in one pass, at most.
+const MAX_BRANCH_STEPS: usize = 20;
 
 /// Pull-request mode for one pass.
 pub struct PrMode {
     /// The branch changes are committed to in this pass.
     pub branch: String,
+    /// The AppSync's first branch (later ones add `-2`, `-3`, ...).
+    first: String,
     /// The branch the request targets.
     pub base: String,
     client: ForgeClient,
@@ -53,12 +57,13 @@ pub fn state_name(s: PrState) -> &'static str {
     }
 }
 
-/// The first branch of an AppSync: the fixed one, or prefix and name. Pure.
-pub fn first_branch(spec: &PullRequestSpec, aps_name: &str) -> String {
+/// The first branch of an AppSync: the fixed one, or prefix, namespace and name (AppSyncs of
+/// one name in two namespaces never share a branch). Pure.
+pub fn first_branch(spec: &PullRequestSpec, aps: &str) -> String {
     match &spec.branch {
         Some(b) => b.clone(),
         None => format!(
-            "{}{aps_name}",
+            "{}{aps}",
             spec.branch_prefix.as_deref().unwrap_or(DEFAULT_PREFIX)
         ),
     }
@@ -97,6 +102,41 @@ pub fn render(template: &str, app: &str, version: &str, branch: &str, base: &str
         .replace("{base}", base)
 }
 
+/// `spec.push.pullRequest.apiUrl` may only name the repository's host (or its `api.`
+/// subdomain, as api.github.com): the config's token goes there, and whoever may edit an
+/// AppSync must not be able to send it elsewhere.
+pub fn check_api_host(api: &str, repo: &crate::git::RepoUrl) -> Result<(), Problem> {
+    let refused = |why: &str| {
+        Problem::stalled(
+            Reason::InvalidSpec,
+            format!("spec.push.pullRequest.apiUrl {api:?} {why}: the GitSyncConfig's token is sent to it, so it must be on the repository's host ({}), or its api. subdomain. An API elsewhere (GitHub Enterprise Server) belongs in the credentials Secret, as githubEnterpriseApiUrl", repo.https_host().map(|(h, _)| h).unwrap_or("?")),
+        )
+    };
+    let url = reqwest::Url::parse(api).map_err(|_| refused("is not a URL"))?;
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    let Some((repo_host, _)) = repo.https_host() else {
+        return Err(refused(
+            "cannot be checked against a repository that is not HTTPS",
+        ));
+    };
+    let repo_host = repo_host.trim_matches(['[', ']']).to_ascii_lowercase();
+    if url.scheme() != "https" {
+        return Err(refused("is not https://"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refused("carries credentials"));
+    }
+    if host == repo_host || host == format!("api.{repo_host}") {
+        Ok(())
+    } else {
+        Err(refused("is on another host"))
+    }
+}
+
 /// A host API failure, as the user must act on it.
 pub fn api_problem(e: &ForgeError) -> Problem {
     Problem::retrying(
@@ -133,6 +173,9 @@ pub async fn prepare(
         .into());
     };
     let provider = provider(spec.provider);
+    if let Some(api) = &spec.api_url {
+        check_api_host(api, cfg.url())?;
+    }
     let api_base = match (&spec.api_url, &cfg.app_api_base, cfg.url().https_host()) {
         (Some(u), _, _) => u.clone(),
         (None, Some(app), _) if provider == Provider::GitHub => app.clone(),
@@ -153,14 +196,22 @@ pub async fn prepare(
         .clone()
         .unwrap_or_else(|| cfg.branch().to_string());
     let mut status = prev.pull_request.clone();
-    if let Some(pr) = status.as_mut().filter(|p| p.state == "Open") {
+    if let Some(pr) = status.clone().filter(|p| p.state != "Merged") {
+        // Closed ones too: a request reopened on the host is open again.
         let now = client.get(pr.number).await.map_err(|e| api_problem(&e))?;
-        *pr = PullRequestStatus {
-            branch: pr.branch.clone(),
-            ..status_of(&now)
+        status = if now.head_branch == pr.branch && now.base_branch == base {
+            Some(PullRequestStatus {
+                branch: pr.branch.clone(),
+                ..status_of(&now)
+            })
+        } else {
+            // Not this AppSync's request (another repository, or the base changed): the
+            // branch's own request is found again from the host.
+            None
         };
     }
-    let branch = working_branch(&spec, &aps.name_any(), status.as_ref());
+    let who = format!("{}/{}", aps.namespace().unwrap_or_default(), aps.name_any());
+    let branch = working_branch(&spec, &who, status.as_ref());
     for (field, b) in [
         ("the pull-request branch", &branch),
         ("spec.push.pullRequest.baseBranch", &base),
@@ -177,6 +228,7 @@ pub async fn prepare(
         .into());
     }
     Ok(Some(PrMode {
+        first: first_branch(&spec, &who),
         branch,
         base,
         client,
@@ -186,6 +238,36 @@ pub async fn prepare(
 }
 
 impl PrMode {
+    /// Without a request known to be open, a working branch the base already contains (its
+    /// request merged, the status that said so lost) is passed over for the next name.
+    pub async fn settle(&mut self, ctx: &Context, cfg: &ResolvedConfig) -> Result<(), Failure> {
+        if self.status.as_ref().is_some_and(|p| p.state == "Open") {
+            return Ok(());
+        }
+        let worker = ctx.workers.get(cfg.url());
+        let max_age = cfg.valid.interval;
+        let first = self.first.clone();
+        for _ in 0..MAX_BRANCH_STEPS {
+            let head = worker
+                .remote_head(cfg.transport.clone(), &self.branch, max_age)
+                .await?;
+            let base = worker
+                .remote_head(cfg.transport.clone(), &self.base, max_age)
+                .await?;
+            let (Some(head), Some(base)) = (head, base) else {
+                return Ok(());
+            };
+            if !worker
+                .is_ancestor(cfg.transport.clone(), &head, &base, max_age)
+                .await?
+            {
+                return Ok(());
+            }
+            self.branch = next_branch(&first, &self.branch);
+        }
+        Ok(())
+    }
+
     /// Makes sure an open request carries the working branch, when that branch exists and
     /// differs from the base: the one in status, one the host already has (a pass killed
     /// after its push), or a new one.
@@ -297,6 +379,10 @@ mod tests {
     fn branches_follow_the_requests() {
         let s = spec();
         assert_eq!(working_branch(&s, "web", None), "tooljet-gitsync/web");
+        assert_eq!(
+            working_branch(&s, "team/web", None),
+            "tooljet-gitsync/team/web"
+        );
         let open = pr("Open", "tooljet-gitsync/web-3");
         assert_eq!(
             working_branch(&s, "web", Some(&open)),
@@ -323,6 +409,28 @@ mod tests {
         );
         // A branch of another scheme (the prefix changed) starts the count again.
         assert_eq!(next_branch("p/web", "old/web-9"), "p/web-2");
+    }
+
+    #[test]
+    fn the_api_stays_on_the_repository_host() {
+        let repo = crate::git::RepoUrl::parse("https://GitHub.com/acme/apps.git").unwrap();
+        assert!(check_api_host("https://api.github.com", &repo).is_ok());
+        assert!(check_api_host("https://github.com/api/v3", &repo).is_ok());
+        for bad in [
+            "https://evil.example/api/v3",
+            "https://api.github.com.evil.example",
+            "http://api.github.com",
+            "https://u:p@api.github.com",
+            "not a url",
+        ] {
+            let p = check_api_host(bad, &repo).unwrap_err();
+            assert_eq!(p.reason, Reason::InvalidSpec, "{bad}");
+            assert!(
+                p.message.contains("githubEnterpriseApiUrl"),
+                "{}",
+                p.message
+            );
+        }
     }
 
     #[test]

@@ -40,12 +40,18 @@ pub async fn push(
         Taken::Waiting => Ok(Pushed::HandedOver),
         Taken::Answered(handed, answer) => {
             let mut mode = pr::prepare(aps, cfg, prev).await?;
+            if let Some(m) = mode.as_mut() {
+                m.settle(ctx, cfg).await?;
+            }
             let outcome = answered(ctx, cfg, prev, &handed, answer).await?;
             let outcome = in_pull_request(ctx, cfg, mode.as_mut(), outcome).await?;
             Ok(Pushed::Done(Box::new(outcome)))
         }
         Taken::Nothing => {
             let mut mode = pr::prepare(aps, cfg, prev).await?;
+            if let Some(m) = mode.as_mut() {
+                m.settle(ctx, cfg).await?;
+            }
             match look(aps, ctx, cfg, prev, me, mode.as_ref()).await? {
                 Pushed::Done(o) => {
                     let outcome = in_pull_request(ctx, cfg, mode.as_mut(), *o).await?;
@@ -114,7 +120,8 @@ async fn look(
         name: exported.name.clone(),
         ..app
     };
-    let claim = format!("{}|{}|{}", cfg.key(), branch, app.id);
+    // Claimed on the base: two AppSyncs promoting one app at two versions conflict there.
+    let claim = format!("{}|{}|{}", cfg.key(), start_from.unwrap_or(branch), app.id);
     let ttl = cfg.valid.interval.saturating_mul(3);
     let others = ctx.claim_push(&claim, &me, &exported.version_name, ttl);
     plan::check_push_conflict(&app.name, &exported.version_name, branch, &others)?;

@@ -162,10 +162,14 @@ async fn check_https(
     let worker = ctx.workers.get(&valid.url);
     let transport = creds.transport.clone();
     let (result, _) = read_or_check(&worker, transport.clone(), branch, verified, explain).await;
-    if result
-        .as_ref()
-        .is_err_and(|p| p.reason == Reason::AuthenticationFailed)
-    {
+    // An App token carries the permissions it was issued with: after a refusal, the next
+    // pass asks for a new one (granted write access shows at once).
+    if result.as_ref().is_err_and(|p| {
+        matches!(
+            p.reason,
+            Reason::AuthenticationFailed | Reason::ReadOnlyAccess | Reason::RepositoryNotFound
+        )
+    }) {
         https::forget_token(ctx, &valid.url, &creds);
     }
     RepoCheck {

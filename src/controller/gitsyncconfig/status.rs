@@ -46,7 +46,7 @@ pub fn access_problem(
             fingerprint,
             pinned_by_user,
         } => (fingerprint, pinned_by_user),
-        Via::Https(what) => return https_problem(kind, detail, url, branch, what),
+        Via::Https(what) => return https_problem(stage, kind, detail, url, branch, what),
     };
     match (stage, kind) {
         (_, GitFailureKind::AuthenticationFailed) => Problem::retrying(
@@ -91,6 +91,7 @@ fn certificate_problem(url: &RepoUrl, detail: &str) -> Problem {
 
 /// The same for HTTPS credentials, which the user fixes in their Secret or on the git host.
 fn https_problem(
+    stage: Stage,
     kind: GitFailureKind,
     detail: &str,
     url: &RepoUrl,
@@ -98,6 +99,11 @@ fn https_problem(
     what: &str,
 ) -> Problem {
     match kind {
+        // Refused before any write was tried: not a missing write permission.
+        GitFailureKind::ReadOnlyAccess if stage == Stage::Read => Problem::retrying(
+            Reason::AuthenticationFailed,
+            format!("{url} refused the {what} access to the repository (HTTP 403): check that the token may read it (GitHub: the organisation's SAML SSO authorization of the token, IP allow lists, a fine-grained token's repository selection). Git said: {detail}"),
+        ),
         GitFailureKind::AuthenticationFailed => Problem::retrying(
             Reason::AuthenticationFailed,
             format!("{url} refused the {what}: the token is wrong, expired or revoked (or the App's token was refused). Put a valid token in the Secret; it is picked up at once. Git said: {detail}"),

@@ -254,7 +254,15 @@ impl Worker {
                 &[],
             )
             .await
-            .map_err(FetchFailure::Git)?;
+            .map_err(|f| {
+                // A git killed at its deadline leaves ref locks that would refuse every later
+                // fetch; the worker is the mirror's only user, so none is anyone else's.
+                let removed = self.mirror.clear_stale_locks();
+                if removed > 0 {
+                    tracing::warn!(repository = %self.url, removed, "removed the lock files a failed fetch left in the mirror");
+                }
+                FetchFailure::Git(f)
+            })?;
         let mirror = self.mirror.clone();
         match tokio::task::spawn_blocking(move || mirror.local_refs()).await {
             Ok(Ok(refs)) => Ok(refs),

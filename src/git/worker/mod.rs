@@ -636,6 +636,7 @@ mod tests {
                 password: zeroize::Zeroizing::new(token.into()),
                 ca_pem: None,
                 identity: identity.into(),
+                origin: "https://h".into(),
             })
         };
         assert_eq!(

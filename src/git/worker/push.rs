@@ -173,6 +173,15 @@ impl Worker {
         }
         // Pushes that arrived during the fetch join this batch.
         self.drain_pushes(&mut queued, Some(lane));
+        // A branch meant to start at its base (pull-request mode) never starts as a new root.
+        if let Some(base) = lane.start_from.as_deref() {
+            if self.fetched_head(key, branch).is_none() && self.fetched_head(key, base).is_none() {
+                let e = WorkerError::RevisionNotFound {
+                    revision: base.to_owned(),
+                };
+                return fail_all(replies_of(queued), &e);
+            }
+        }
         let (jobs, replies): (Vec<_>, Vec<_>) =
             queued.into_iter().map(|q| (q.job, q.reply)).unzip();
         let group = Group {
