@@ -11,7 +11,9 @@ use kube::api::DeleteParams;
 use kube::Api;
 use tooljet_gitsync_operator::api::{AppSync, AppSyncSet, GitSyncConfig, PullRequestStatus};
 use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
+use tooljet_gitsync_testkit::forge::gitea::GiteaEmulator;
 use tooljet_gitsync_testkit::forge::github::GitHubEmulator;
+use tooljet_gitsync_testkit::forge::gitlab::GitLabEmulator;
 use tooljet_gitsync_testkit::httpgit::{Access, HttpGitServer};
 
 use crate::support::{
@@ -40,6 +42,10 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
         trial(
             "pull_request_mode_set_shares_one_request_per_batch",
             pull_request_set,
+        ),
+        trial(
+            "pull_request_mode_gitlab_and_gitea_with_a_token",
+            pull_request_gitlab_gitea,
         ),
     ]
 }
@@ -698,5 +704,80 @@ async fn pull_request_set(env: Arc<Env>) -> Result<()> {
         .git
         .git("acme/batch", &["ls-tree", "-r", "--name-only", "main"])?;
     ensure!(!main.contains("Shared PR"), "nothing on the base: {main}");
+    Ok(())
+}
+
+/// Pull-request mode on GitLab (merge requests) and Gitea with a token Secret: one request
+/// opened, its merge seen, the app on the base.
+async fn pull_request_gitlab_gitea(env: Arc<Env>) -> Result<()> {
+    let c = &env.client;
+    let app = env
+        .tooljet
+        .create_app("Forge PR App", None)
+        .map_err(anyhow::Error::msg)?;
+    for provider in ["gitlab", "gitea"] {
+        let ns = namespace(c, &format!("https-pr-{provider}")).await?;
+        let git = HttpGitServer::start()?;
+        let url = git.create_repo("acme/apps")?;
+        git.commit_files("acme/apps", "main", &[("README.md", b"apps")], "init")?;
+        let token = format!("{provider}-pat-0123456789SECRET");
+        git.add_token(&token, Access::ReadWrite);
+        let (api, merge): (String, Box<dyn Fn(u64) -> Result<()> + Send + Sync>) =
+            if provider == "gitlab" {
+                let lab = Arc::new(GitLabEmulator::start(&git)?);
+                let l = lab.clone();
+                (
+                    lab.api_url(),
+                    Box::new(move |n| l.merge("acme/apps", n).map(|_| ())),
+                )
+            } else {
+                let tea = Arc::new(GiteaEmulator::start(&git)?);
+                let t = tea.clone();
+                (
+                    tea.api_url(),
+                    Box::new(move |n| t.merge("acme/apps", n).map(|_| ())),
+                )
+            };
+        set_secret(
+            &env,
+            &ns,
+            "git-token",
+            &[
+                ("password", token.as_str()),
+                ("caFile", git.ca_pem().as_str()),
+            ],
+        )
+        .await?;
+        apply::<GitSyncConfig>(c, &ns, &config("sales", &url, "git-token")).await?;
+        wait_gsc(c, &ns, "sales", "Ready", |g| {
+            has(g, "Ready", "True", "Ready")
+        })
+        .await?;
+        let spec =
+            format!("  push:\n    pullRequest:\n      provider: {provider}\n      apiUrl: {api}\n");
+        apply::<AppSync>(
+            c,
+            &ns,
+            &appsync_manifest("web", "Forge PR App", "Push", &spec),
+        )
+        .await?;
+        let a = wait_aps(c, &ns, "web", "PullRequestOpen", |a| {
+            aps_has(a, "Ready", "True", "PullRequestOpen")
+        })
+        .await?;
+        let pr = pr_of(&a).context("status.pullRequest")?;
+        ensure!(pr.url.starts_with("https://"), "{provider}: {pr:?}");
+        merge(pr.number)?;
+        poke::<AppSync>(c, &ns, "web").await?;
+        wait_aps(c, &ns, "web", "merged", |a| {
+            pr_of(a).is_some_and(|p| p.state == "Merged")
+        })
+        .await?;
+        let meta = git.git("acme/apps", &["show", "main:.meta/meta.json"])?;
+        ensure!(
+            meta.contains(&app.id),
+            "{provider}: the merge brought the app to main"
+        );
+    }
     Ok(())
 }
