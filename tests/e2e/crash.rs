@@ -24,10 +24,13 @@ use crate::support::{
 };
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
-    vec![trial(
-        "crash_pull_killed_inside_every_swap_step",
-        crash_rounds,
-    )]
+    vec![
+        trial("crash_pull_killed_inside_every_swap_step", crash_rounds),
+        trial(
+            "crash_pull_request_mode_killed_after_each_push",
+            crash_pull_request_rounds,
+        ),
+    ]
 }
 
 /// The operator binary for objects labelled `e2e-shard: crash`, without leader election so a
@@ -397,5 +400,122 @@ async fn crash_rounds(env: Arc<Env>) -> Result<()> {
     }
     drop(op);
     eprintln!("crash: {survived} rounds survived (5 replace steps, 2 first-import steps), invariant held after each");
+    Ok(())
+}
+
+/// Pull-request mode with the operator binary SIGKILLed right after each push lands (before
+/// or while it finds or opens the request), then restarted; every round's request is merged,
+/// so every round has to open a new one. After each round: exactly one open request, for the
+/// branch status names, the edit on it, and the branch never force-pushed.
+async fn crash_pull_request_rounds(env: Arc<Env>) -> Result<()> {
+    let c = &env.client;
+    let ns = namespace(c, "crash-pr").await?;
+    let w = crate::https::pr_world(&env, &ns, "acme/crash").await?;
+    w.git
+        .git("acme/crash", &["config", "core.logAllRefUpdates", "always"])?;
+    let app = env
+        .tooljet
+        .create_app("Crash PR App", None)
+        .map_err(anyhow::Error::msg)?;
+    let mut op = Operator::start(&env, None)?;
+    let manifest = format!(
+        "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: web\n  labels: {{ {SHARD_LABEL}: crash }}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: \"Crash PR App\"\n  direction: Push\n  push:\n    pullRequest: {{ provider: github }}\n"
+    );
+    apply::<AppSync>(c, &ns, &manifest).await?;
+    let pushes = |git: &tooljet_gitsync_testkit::httpgit::HttpGitServer| {
+        git.requests()
+            .iter()
+            .filter(|r| r.is_push() && r.method == "POST" && r.status == 200)
+            .count()
+    };
+    let mut kills = 0;
+    // Kills that landed after the push and before the round's request existed.
+    let mut before_request = 0;
+    const ROUNDS: u64 = 5;
+    for round in 1..=ROUNDS {
+        let before = pushes(&w.git);
+        if round > 1 {
+            env.tooljet
+                .edit_app(&app.id, |d| {
+                    d["components"][0]["properties"]["crashRound"] =
+                        serde_json::json!({ "value": round });
+                })
+                .map_err(anyhow::Error::msg)?;
+            poke(&env, &ns, "web").await?;
+        }
+        // Kill the moment the push has landed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pushes(&w.git) == before {
+            ensure!(Instant::now() < deadline, "round {round}: no push");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let data = op.kill9()?;
+        kills += 1;
+        let open_at_kill = w
+            .github
+            .prs("acme/crash")
+            .iter()
+            .filter(|p| format!("{:?}", p.state) == "Open")
+            .count();
+        if open_at_kill == 0 {
+            before_request += 1;
+        }
+        op = Operator::start(&env, Some(data))?;
+        poke(&env, &ns, "web").await?;
+        let a = wait_aps(c, &ns, "web", "the round's request open", |a| {
+            aps_has(a, "Ready", "True", "PullRequestOpen")
+                && crate::https::pr_of(a).is_some_and(|p| p.state == "Open")
+        })
+        .await?;
+        let pr = crate::https::pr_of(&a).context("status.pullRequest")?;
+        let open: Vec<_> = w
+            .github
+            .prs("acme/crash")
+            .into_iter()
+            .filter(|p| format!("{:?}", p.state) == "Open")
+            .collect();
+        ensure!(
+            open.len() == 1 && open[0].number == pr.number && open[0].head == pr.branch,
+            "round {round}: one open request, the one status names: {open:?} vs {pr:?}"
+        );
+        if round > 1 {
+            let file = w.git.git(
+                "acme/crash",
+                &["show", &format!("{}:Crash PR App/v1.json", pr.branch)],
+            )?;
+            ensure!(
+                file.contains("crashRound"),
+                "round {round}: the edit is on the branch"
+            );
+        }
+        w.github.merge("acme/crash", pr.number)?;
+        poke(&env, &ns, "web").await?;
+        wait_aps(c, &ns, "web", "merged", |a| {
+            crate::https::pr_of(a).is_some_and(|p| p.state == "Merged")
+        })
+        .await?;
+    }
+    let prs = w.github.prs("acme/crash");
+    ensure!(
+        prs.len() as u64 == ROUNDS,
+        "one request per round, never a duplicate: {prs:?}"
+    );
+    for branch in prs.iter().map(|p| p.head.clone()) {
+        let log = w.git.git(
+            "acme/crash",
+            &[
+                "reflog",
+                "show",
+                "--format=%gs",
+                &format!("refs/heads/{branch}"),
+            ],
+        )?;
+        ensure!(
+            !log.contains("forced-update"),
+            "{branch} force-pushed: {log}"
+        );
+    }
+    drop(op);
+    eprintln!("crash-pr: {ROUNDS} rounds, {kills} kills right after a push ({before_request} before the round's request existed), {} requests, one open at a time", prs.len());
     Ok(())
 }

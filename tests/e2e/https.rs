@@ -50,7 +50,7 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
     ]
 }
 
-fn config(name: &str, url: &str, secret: &str) -> String {
+pub fn config(name: &str, url: &str, secret: &str) -> String {
     crate::gitsyncconfig::manifest(
         name,
         url,
@@ -60,7 +60,7 @@ fn config(name: &str, url: &str, secret: &str) -> String {
 }
 
 /// Replaces Secret `name` with exactly `data` (as a user's `kubectl replace` would).
-async fn set_secret(env: &Env, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
+pub async fn set_secret(env: &Env, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
     let api = Api::<Secret>::namespaced(env.client.clone(), ns);
     if api.get_opt(name).await?.is_some() {
         api.delete(name, &DeleteParams::default()).await?;
@@ -301,7 +301,7 @@ async fn token_and_app(env: Arc<Env>) -> Result<()> {
     Ok(())
 }
 
-fn pr_of(a: &AppSync) -> Option<PullRequestStatus> {
+pub fn pr_of(a: &AppSync) -> Option<PullRequestStatus> {
     a.status.as_ref().and_then(|s| s.pull_request.clone())
 }
 
@@ -337,10 +337,10 @@ async fn edit_and_wait(
 
 /// A repository with a base commit on the HTTPS server, a GitHub App installed on it, and a
 /// Ready GitSyncConfig `sales` in `ns` using the App (Secret `gh-app`).
-struct PrWorld {
-    git: HttpGitServer,
-    github: GitHubEmulator,
-    url: String,
+pub struct PrWorld {
+    pub git: HttpGitServer,
+    pub github: GitHubEmulator,
+    pub url: String,
     /// The App Secret's keys and values.
     secret: Vec<(&'static str, String)>,
 }
@@ -351,7 +351,7 @@ impl PrWorld {
     }
 }
 
-async fn pr_world(env: &Env, ns: &str, repo: &str) -> Result<PrWorld> {
+pub async fn pr_world(env: &Env, ns: &str, repo: &str) -> Result<PrWorld> {
     let git = HttpGitServer::start()?;
     let url = git.create_repo(repo)?;
     // The base exists before the first request (a request needs something to target).
