@@ -213,6 +213,60 @@ async fn token_check_push_fetch_and_refusals_over_https() -> Result<()> {
         "protocol v2"
     );
 
+    // Fetches follow the remote: new branches and tags come, deleted ones go (--prune).
+    server.create_branch("acme/apps", "feature", "main")?;
+    server.git("acme/apps", &["tag", "v1", "main"])?;
+    let refs = worker.refresh(rw.clone()).await?;
+    ensure!(
+        refs.contains_key("refs/heads/feature") && refs.contains_key("refs/tags/v1"),
+        "{refs:?}"
+    );
+    server.git("acme/apps", &["branch", "-D", "feature"])?;
+    server.git("acme/apps", &["tag", "-d", "v1"])?;
+    tokio::time::sleep(tooljet_gitsync_operator::git::worker::REFRESH_SPACING).await;
+    let refs = worker.refresh(rw.clone()).await?;
+    ensure!(
+        !refs.contains_key("refs/heads/feature") && !refs.contains_key("refs/tags/v1"),
+        "pruned: {refs:?}"
+    );
+    ensure!(refs.get("refs/heads/main") == Some(&head), "{refs:?}");
+
+    // A corrupt mirror (objects gone, refs left) is rebuilt over HTTPS: reads work again.
+    let foreign2 = server.commit_files("acme/apps", "main", &[("NOTES.md", b"x")], "foreign 2")?;
+    let mirrors = data.path().join("mirrors");
+    let mut objects = Vec::new();
+    let mut stack = vec![mirrors.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.components().any(|c| c.as_os_str() == "objects")
+                && !p.components().any(|c| c.as_os_str() == "info")
+            {
+                objects.push(p);
+            }
+        }
+    }
+    ensure!(!objects.is_empty(), "the mirror holds objects");
+    for f in objects {
+        std::fs::remove_file(f)?;
+    }
+    let mut read = None;
+    for _ in 0..2 {
+        match worker
+            .snapshot(rw.clone(), "main", vec![], Duration::ZERO)
+            .await
+        {
+            Ok(snap) => {
+                read = snap.commit.map(|c| c.sha);
+                break;
+            }
+            Err(e) => ensure!(e.reason() == "InternalError", "{e:?}"),
+        }
+    }
+    ensure!(read.as_deref() == Some(foreign2.as_str()), "{read:?}");
+
     // A read-only token passes the read and fails the write, classified.
     let ro = auth(&url, RO_TOKEN, ca.clone());
     let outcome = worker.check(ro.clone(), "main").await?;
