@@ -51,6 +51,12 @@ impl Drop for Operator {
 
 impl Operator {
     fn start(env: &Env, data: Option<tempfile::TempDir>) -> Result<Operator> {
+        Self::start_shard(env, data, "crash")
+    }
+
+    /// The same for objects labelled `e2e-shard: <shard>`: trials that kill their operator
+    /// each have a shard of their own, so one's restarts never act on the other's objects.
+    fn start_shard(env: &Env, data: Option<tempfile::TempDir>, shard: &str) -> Result<Operator> {
         let data = match data {
             Some(d) => d,
             None => tempfile::Builder::new()
@@ -68,7 +74,7 @@ impl Operator {
             .arg("--data-dir")
             .arg(data.path().join("data"))
             .arg("--label-selector")
-            .arg(format!("{SHARD_LABEL}=crash"))
+            .arg(format!("{SHARD_LABEL}={shard}"))
             .env("KUBECONFIG", &env.kube.kubeconfig)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log))
@@ -417,9 +423,9 @@ async fn crash_pull_request_rounds(env: Arc<Env>) -> Result<()> {
         .tooljet
         .create_app("Crash PR App", None)
         .map_err(anyhow::Error::msg)?;
-    let mut op = Operator::start(&env, None)?;
+    let mut op = Operator::start_shard(&env, None, "crash-pr")?;
     let manifest = format!(
-        "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: web\n  labels: {{ {SHARD_LABEL}: crash }}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: \"Crash PR App\"\n  direction: Push\n  push:\n    pullRequest: {{ provider: github }}\n"
+        "apiVersion: gitsync.tooljet.io/v1alpha1\nkind: AppSync\nmetadata:\n  name: web\n  labels: {{ {SHARD_LABEL}: crash-pr }}\nspec:\n  gitSyncConfigRef: {{ name: sales }}\n  app: \"Crash PR App\"\n  direction: Push\n  push:\n    pullRequest: {{ provider: github }}\n"
     );
     apply::<AppSync>(c, &ns, &manifest).await?;
     let pushes = |git: &tooljet_gitsync_testkit::httpgit::HttpGitServer| {
@@ -460,7 +466,7 @@ async fn crash_pull_request_rounds(env: Arc<Env>) -> Result<()> {
         if open_at_kill == 0 {
             before_request += 1;
         }
-        op = Operator::start(&env, Some(data))?;
+        op = Operator::start_shard(&env, Some(data), "crash-pr")?;
         poke(&env, &ns, "web").await?;
         let a = wait_aps(c, &ns, "web", "the round's request open", |a| {
             aps_has(a, "Ready", "True", "PullRequestOpen")

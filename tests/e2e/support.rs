@@ -60,7 +60,7 @@ impl Env {
             retry_max: Duration::from_secs(3),
             git_timeout: Duration::from_secs(30),
             // Objects labelled for the binary trials belong to operator processes started there.
-            label_selector: Some(format!("{SHARD_LABEL} notin (binary,crash,race)")),
+            label_selector: Some(format!("{SHARD_LABEL} notin (binary,crash,crash-pr,race)")),
             // Every trial runs at once against this one operator (the hostile table alone
             // brings dozens of objects): more reconciles at a time than one cluster's default,
             // so a trial's first pass does not wait behind the others'.
