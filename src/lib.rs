@@ -11,5 +11,6 @@ pub mod keys;
 pub mod layout;
 pub mod leader;
 pub mod metrics;
+pub mod tls;
 pub mod tooljet;
 pub mod webhook;

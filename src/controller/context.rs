@@ -158,8 +158,10 @@ impl ConfigWakeups {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Event recorder, and when it last published: kube's recorder keeps every Event it
+    /// published (for series) until its next publish after they expire, so an idle operator
+    /// would hold a pass's worth of Events forever; [`Context::housekeeping`] renews it.
+    recorder: std::sync::Mutex<(Recorder, std::time::Instant)>,
     /// Git subprocess runner.
     pub git: GitCli,
     /// Settings.
@@ -206,17 +208,34 @@ pub struct Context {
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
+/// Longer than kube's recorder keeps an Event for its series (6 minutes).
+const RECORDER_IDLE: Duration = Duration::from_secs(7 * 60);
+
+fn new_recorder(client: &Client) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    )
+}
+
+/// Returns the allocator's free pages to the system (glibc's `malloc_trim`): after a busy
+/// pass, an idle operator's RSS shrinks to what it holds.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Context {
     /// Builds the context; `data_dir` is created when missing, and key files an earlier (killed)
     /// process left in its scratch directory are removed.
     pub fn new(client: Client, options: Options) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let recorder = std::sync::Mutex::new((new_recorder(&client), std::time::Instant::now()));
         let git = GitCli::new(options.data_dir.join("tmp"), options.git_timeout);
         match git.remove_stale_sessions() {
             Ok(0) => {}
@@ -339,9 +358,31 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        let recorder = {
+            let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+            slot.1 = std::time::Instant::now();
+            slot.0.clone()
+        };
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason = reason.as_str(), "could not publish event");
         }
+    }
+
+    /// Idle upkeep, run every minute: a recorder idle for longer than its Events' lifetime in
+    /// its cache (6 minutes in kube) holds only expired Events, so a fresh one frees them; then
+    /// the allocator hands freed pages back to the system (glibc keeps them otherwise).
+    /// Returns whether the recorder was renewed.
+    pub fn housekeeping(&self) -> bool {
+        let renewed = {
+            let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = slot.1.elapsed() > RECORDER_IDLE;
+            if idle {
+                *slot = (new_recorder(&self.client), std::time::Instant::now());
+            }
+            idle
+        };
+        release_free_memory();
+        renewed
     }
 
     /// The slot of one shared app listing (made on first use).

@@ -17,6 +17,7 @@ pub mod values;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -138,12 +139,26 @@ pub async fn run(
             sets,
         )
     };
-    // The root watch ends with the controllers (it never ends by itself).
+    let upkeep = async {
+        let mut tick = tokio::time::interval(HOUSEKEEPING);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if ctx.housekeeping() {
+                tracing::debug!("renewed the idle event recorder");
+            }
+        }
+    };
+    // The root watch and the upkeep end with the controllers (they never end by themselves).
     tokio::select! {
         _ = controllers => {},
         _ = root => {},
+        _ = upkeep => {},
     }
 }
+
+/// How often [`Context::housekeeping`] runs.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 /// Buffer of the shared AppSync watch: events a slow subscriber may lag behind by.
 const SHARED_BUFFER: usize = 1024;

@@ -43,24 +43,14 @@ pub(crate) fn build_client(
     timeout: Duration,
 ) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
+    // The CA bundle is trusted besides the system roots; one configuration per bundle.
+    let tls = crate::tls::client_config(ca_pem)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT);
-    if let Some(pem) = ca_pem.map(str::trim).filter(|p| !p.is_empty()) {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-            format!(
-                "the CA certificate (caFile) is not PEM: {}",
-                error_chain(&e)
-            )
-        })?;
-        if certs.is_empty() {
-            return Err("the CA certificate (caFile) holds no PEM certificate".into());
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder
+        .user_agent(USER_AGENT)
         .build()
         .map_err(|e| format!("cannot build an HTTPS client: {}", error_chain(&e)))
 }

@@ -97,7 +97,12 @@ impl Client {
         for (host, ip) in &options.resolve {
             builder = builder.resolve(host, SocketAddr::new(*ip, 0));
         }
+        let tls = crate::tls::client_config(None).map_err(|detail| Error::InvalidUrl {
+            url: url.to_string(),
+            detail: format!("cannot build an HTTP client: {detail}"),
+        })?;
         let http = builder
+            .tls_backend_preconfigured(tls)
             .connect_timeout(options.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
