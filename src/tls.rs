@@ -43,9 +43,10 @@ fn build(extra: Option<&str>) -> Result<rustls::ClientConfig, String> {
     let verifier = match extra {
         None => rustls_platform_verifier::Verifier::new(provider.clone()),
         Some(pem) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("the CA certificate (caFile) is not PEM: {e}"))?;
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("the CA certificate (caFile) is not PEM: {e}"))?;
             if certs.is_empty() {
                 return Err("the CA certificate (caFile) holds no PEM certificate".into());
             }
