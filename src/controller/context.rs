@@ -221,16 +221,6 @@ fn new_recorder(client: &Client) -> Recorder {
     )
 }
 
-/// Returns the allocator's free pages to the system (glibc's `malloc_trim`): after a busy
-/// pass, an idle operator's RSS shrinks to what it holds.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 impl Context {
     /// Builds the context; `data_dir` is created when missing, and key files an earlier (killed)
     /// process left in its scratch directory are removed.
@@ -369,20 +359,15 @@ impl Context {
     }
 
     /// Idle upkeep, run every minute: a recorder idle for longer than its Events' lifetime in
-    /// its cache (6 minutes in kube) holds only expired Events, so a fresh one frees them; then
-    /// the allocator hands freed pages back to the system (glibc keeps them otherwise).
-    /// Returns whether the recorder was renewed.
+    /// its cache (6 minutes in kube) holds only expired Events, so a fresh one frees them (the
+    /// binary's `malloc_trim` then hands the pages back). Returns whether it was renewed.
     pub fn housekeeping(&self) -> bool {
-        let renewed = {
-            let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-            let idle = slot.1.elapsed() > RECORDER_IDLE;
-            if idle {
-                *slot = (new_recorder(&self.client), std::time::Instant::now());
-            }
-            idle
-        };
-        release_free_memory();
-        renewed
+        let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = slot.1.elapsed() > RECORDER_IDLE;
+        if idle {
+            *slot = (new_recorder(&self.client), std::time::Instant::now());
+        }
+        idle
     }
 
     /// The slot of one shared app listing (made on first use).
