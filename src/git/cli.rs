@@ -318,11 +318,6 @@ impl GitSession {
         self.https.is_some()
     }
 
-    /// The git CLI this session runs.
-    pub fn cli(&self) -> &GitCli {
-        &self.cli
-    }
-
     /// The ssh command line; holds paths, never key material.
     pub fn ssh_command(&self) -> &str {
         &self.ssh_command

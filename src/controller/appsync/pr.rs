@@ -156,9 +156,11 @@ fn status_of(pr: &PullRequest) -> PullRequestStatus {
 }
 
 /// Pull-request mode for this pass, `None` without `push.pullRequest`. An open request in
-/// status is looked up on the host first: merged or closed, changes move to a new branch.
+/// status is looked up on the host first: merged or closed, changes move to a new branch
+/// (and past branches the base already contains, see [`PrMode::settle`]).
 pub async fn prepare(
     aps: &AppSync,
+    ctx: &Context,
     cfg: &ResolvedConfig,
     prev: &AppSyncStatus,
 ) -> Result<Option<PrMode>, Failure> {
@@ -227,20 +229,22 @@ pub async fn prepare(
         )
         .into());
     }
-    Ok(Some(PrMode {
+    let mut mode = PrMode {
         first: first_branch(&spec, &who),
         branch,
         base,
         client,
         spec,
         status,
-    }))
+    };
+    mode.settle(ctx, cfg).await?;
+    Ok(Some(mode))
 }
 
 impl PrMode {
     /// Without a request known to be open, a working branch the base already contains (its
     /// request merged, the status that said so lost) is passed over for the next name.
-    pub async fn settle(&mut self, ctx: &Context, cfg: &ResolvedConfig) -> Result<(), Failure> {
+    async fn settle(&mut self, ctx: &Context, cfg: &ResolvedConfig) -> Result<(), Failure> {
         if self.status.as_ref().is_some_and(|p| p.state == "Open") {
             return Ok(());
         }

@@ -39,19 +39,13 @@ pub async fn push(
     match ctx.handoff.take(&me, aps.metadata.generation, max_wait) {
         Taken::Waiting => Ok(Pushed::HandedOver),
         Taken::Answered(handed, answer) => {
-            let mut mode = pr::prepare(aps, cfg, prev).await?;
-            if let Some(m) = mode.as_mut() {
-                m.settle(ctx, cfg).await?;
-            }
+            let mut mode = pr::prepare(aps, ctx, cfg, prev).await?;
             let outcome = answered(ctx, cfg, prev, &handed, answer).await?;
             let outcome = in_pull_request(ctx, cfg, mode.as_mut(), outcome).await?;
             Ok(Pushed::Done(Box::new(outcome)))
         }
         Taken::Nothing => {
-            let mut mode = pr::prepare(aps, cfg, prev).await?;
-            if let Some(m) = mode.as_mut() {
-                m.settle(ctx, cfg).await?;
-            }
+            let mut mode = pr::prepare(aps, ctx, cfg, prev).await?;
             match look(aps, ctx, cfg, prev, me, mode.as_ref()).await? {
                 Pushed::Done(o) => {
                     let outcome = in_pull_request(ctx, cfg, mode.as_mut(), *o).await?;
@@ -168,9 +162,7 @@ async fn look(
                 branch: branch.to_string(),
                 started: Instant::now(),
             };
-            let mut job = push_job(aps, cfg, &app, &exported, export);
-            job.branch = branch.to_string();
-            job.start_from = start_from.map(str::to_string);
+            let job = push_job(aps, cfg, (branch, start_from), &app, &exported, export);
             let worker = ctx.workers.get(cfg.url());
             if !ctx.handoff.has_room() {
                 // Enough exports wait in workers' hands: this one waits in its slot.
@@ -347,9 +339,11 @@ async fn head_view(
     HeadView::Moved { head, untouched }
 }
 
+/// The job of one push to `branch` (started at `start_from` when it is missing).
 fn push_job(
     aps: &AppSync,
     cfg: &ResolvedConfig,
+    (branch, start_from): (&str, Option<&str>),
     app: &AppSummary,
     exported: &layout::ExportedApp,
     export: serde_json::Value,
@@ -363,9 +357,9 @@ fn push_job(
         .and_then(|p| p.commit_message.clone())
         .unwrap_or_else(|| layout::plan::DEFAULT_UPDATE_MESSAGE.to_string());
     PushJob {
-        start_from: None,
+        start_from: start_from.map(str::to_string),
         transport: cfg.transport.clone(),
-        branch: cfg.branch().to_string(),
+        branch: branch.to_string(),
         app_id: app.id.clone(),
         app_name: app.name.clone(),
         version_id: exported.version_id.clone(),

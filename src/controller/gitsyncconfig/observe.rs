@@ -10,7 +10,7 @@ use super::Cred;
 use crate::api::{GitSyncConfig, GitSyncConfigStatus, Reason};
 use crate::git::check::Stage;
 use crate::git::worker::{WorkerError, WorkerHandle};
-use crate::git::{GitFailure, HostKeyPolicy, Transport};
+use crate::git::{GitFailure, HostKeyPolicy, RepoUrl, Transport};
 use crate::keys;
 
 /// What the repository check saw.
@@ -72,27 +72,18 @@ pub async fn check_repository(
         https: None,
     };
     let branch = &gsc.spec.repository.branch;
-    let explain = |stage: Stage, f: &GitFailure| {
-        access_problem(
-            stage,
-            f.kind,
-            &f.detail,
-            &valid.url,
-            branch,
-            Via::Key {
-                fingerprint: &key.info.fingerprint,
-                pinned_by_user,
-            },
-        )
+    let via = Via::Key {
+        fingerprint: &key.info.fingerprint,
+        pinned_by_user,
     };
     let worker = ctx.workers.get(&valid.url);
     let usable = (recorded.is_some() || is_file).then(|| transport.clone());
     let (result, learned_known_hosts) = read_or_check(
         &worker,
         transport,
-        branch,
+        (&valid.url, branch),
         verified && recorded.is_some(),
-        explain,
+        via,
     )
     .await;
     RepoCheck {
@@ -103,14 +94,16 @@ pub async fn check_repository(
 }
 
 /// Once `verified`, the branch head only (fresh); else the whole access check, with the host
-/// keys it learned. Git failures are explained by `explain`.
+/// keys it learned. Git failures say what to do with the credential `via`.
 async fn read_or_check(
     worker: &WorkerHandle,
     transport: Transport,
-    branch: &str,
+    (url, branch): (&RepoUrl, &str),
     verified: bool,
-    explain: impl Fn(Stage, &GitFailure) -> Problem,
+    via: Via<'_>,
 ) -> (Result<Option<String>, Problem>, Option<String>) {
+    let explain =
+        |stage: Stage, f: &GitFailure| access_problem(stage, f.kind, &f.detail, url, branch, via);
     if verified {
         let head = worker.remote_head(transport, branch, Duration::ZERO).await;
         let result = head.map_err(|e| match &e {
@@ -149,19 +142,17 @@ async fn check_https(
         Err(p) => return failed(p),
     };
     let branch = &gsc.spec.repository.branch;
-    let explain = |stage: Stage, f: &GitFailure| {
-        access_problem(
-            stage,
-            f.kind,
-            &f.detail,
-            &valid.url,
-            branch,
-            Via::Https(&creds.description),
-        )
-    };
+    let via = Via::Https(&creds.description);
     let worker = ctx.workers.get(&valid.url);
     let transport = creds.transport.clone();
-    let (result, _) = read_or_check(&worker, transport.clone(), branch, verified, explain).await;
+    let (result, _) = read_or_check(
+        &worker,
+        transport.clone(),
+        (&valid.url, branch),
+        verified,
+        via,
+    )
+    .await;
     // An App token carries the permissions it was issued with: after a refusal, the next
     // pass asks for a new one (granted write access shows at once).
     if result.as_ref().is_err_and(|p| {
