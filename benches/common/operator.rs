@@ -38,8 +38,20 @@ impl Operator {
             .prefix("bench-operator-")
             .tempdir()?;
         let log = std::fs::File::create(dir.path().join("operator.log"))?;
+        // `BENCH_WRAP="heaptrack -o /tmp/heap/op"` runs the operator under a profiler.
+        let wrap: Vec<String> = std::env::var("BENCH_WRAP")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(operator_binary()?);
+                c
+            }
+            None => Command::new(operator_binary()?),
+        };
         let child = spawn_guarded(
-            Command::new(operator_binary()?)
+            command
                 .args(["run", "--concurrency", concurrency, "--log-format", "json"])
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .arg("--data-dir")
