@@ -103,8 +103,9 @@ pub type TimedCache<V> = std::collections::HashMap<String, (std::time::Instant, 
 pub type AppListSlot =
     tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::tooljet::AppSummary>>)>>;
 
-/// The AppSyncs pushing one app: AppSync key to (version, when last seen).
-pub type PushClaims = std::collections::BTreeMap<String, (String, std::time::Instant)>;
+/// The AppSyncs pushing one app: (AppSync key, version, when last seen). Almost always one,
+/// and there is one per pushed app, so a plain vector (a map costs ~700 bytes each).
+pub type PushClaims = Vec<(String, String, std::time::Instant)>;
 
 /// What an AppSyncSet listed: the apps, and the commit read (Pull).
 pub type SetListing = Arc<super::appsyncset::plan::Listing>;
@@ -158,10 +159,12 @@ impl ConfigWakeups {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Event recorder, and when it last published: kube's recorder keeps every Event it
-    /// published (for series) until its next publish after they expire, so an idle operator
-    /// would hold a pass's worth of Events forever; [`Context::housekeeping`] renews it.
-    recorder: std::sync::Mutex<(Recorder, std::time::Instant)>,
+    /// Event recorder, when it last published and how many Events it published: kube's
+    /// recorder keeps every Event it published (for series, ~1.4 KiB each, in a table that
+    /// never shrinks) until its next publish after they expire, so an initial sync of 1,000
+    /// apps would hold ~6 MiB for 6 minutes, and an idle operator forever. It is renewed
+    /// after [`RECORDER_MAX_EVENTS`] Events and by [`Context::housekeeping`] when idle.
+    recorder: std::sync::Mutex<RecorderSlot>,
     /// Git subprocess runner.
     pub git: GitCli,
     /// Settings.
@@ -211,6 +214,29 @@ pub struct Context {
 /// Longer than kube's recorder keeps an Event for its series (6 minutes).
 const RECORDER_IDLE: Duration = Duration::from_secs(7 * 60);
 
+/// Events one recorder publishes before it is renewed (its cache then holds at most this
+/// many). An Event repeated across a renewal starts a new Event object instead of counting
+/// up the old one's series; between repeats of one failure (at most `--retry-max` apart)
+/// this many other Events are rare.
+const RECORDER_MAX_EVENTS: u32 = 256;
+
+/// The recorder, when it last published, and how many Events it published.
+struct RecorderSlot {
+    recorder: Recorder,
+    last: std::time::Instant,
+    published: u32,
+}
+
+impl RecorderSlot {
+    fn new(client: &Client) -> Self {
+        RecorderSlot {
+            recorder: new_recorder(client),
+            last: std::time::Instant::now(),
+            published: 0,
+        }
+    }
+}
+
 fn new_recorder(client: &Client) -> Recorder {
     Recorder::new(
         client.clone(),
@@ -225,7 +251,7 @@ impl Context {
     /// Builds the context; `data_dir` is created when missing, and key files an earlier (killed)
     /// process left in its scratch directory are removed.
     pub fn new(client: Client, options: Options) -> Self {
-        let recorder = std::sync::Mutex::new((new_recorder(&client), std::time::Instant::now()));
+        let recorder = std::sync::Mutex::new(RecorderSlot::new(&client));
         let git = GitCli::new(options.data_dir.join("tmp"), options.git_timeout);
         match git.remove_stale_sessions() {
             Ok(0) => {}
@@ -291,16 +317,24 @@ impl Context {
             return Vec::new();
         };
         let claims = m.entry(claim.to_string()).or_default();
-        claims.retain(|_, (_, at)| at.elapsed() < ttl);
-        claims.insert(
-            aps.to_string(),
-            (version.to_string(), std::time::Instant::now()),
-        );
-        claims
+        claims.retain(|(_, _, at)| at.elapsed() < ttl);
+        let now = std::time::Instant::now();
+        match claims.iter_mut().find(|(k, _, _)| k == aps) {
+            Some(mine) => {
+                if mine.1 != version {
+                    mine.1 = version.to_string();
+                }
+                mine.2 = now;
+            }
+            None => claims.push((aps.to_string(), version.to_string(), now)),
+        }
+        let mut others: Vec<(String, String)> = claims
             .iter()
-            .filter(|(k, (v, _))| k.as_str() != aps && v != version)
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
+            .filter(|(k, v, _)| k.as_str() != aps && v != version)
+            .map(|(k, v, _)| (k.clone(), v.clone()))
+            .collect();
+        others.sort();
+        others
     }
 
     /// Forgets the claims, the handed-over push and the followed ref of a deleted AppSync.
@@ -309,7 +343,7 @@ impl Context {
         self.follows.unfollow(super::follow::Follower::AppSync, aps);
         if let Ok(mut m) = self.push_claims.lock() {
             for claims in m.values_mut() {
-                claims.remove(aps);
+                claims.retain(|(k, _, _)| k != aps);
             }
             m.retain(|_, c| !c.is_empty());
         }
@@ -350,8 +384,12 @@ impl Context {
         };
         let recorder = {
             let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-            slot.1 = std::time::Instant::now();
-            slot.0.clone()
+            if slot.published >= RECORDER_MAX_EVENTS {
+                *slot = RecorderSlot::new(&self.client);
+            }
+            slot.last = std::time::Instant::now();
+            slot.published = slot.published.saturating_add(1);
+            slot.recorder.clone()
         };
         if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason = reason.as_str(), "could not publish event");
@@ -363,9 +401,9 @@ impl Context {
     /// binary's `malloc_trim` then hands the pages back). Returns whether it was renewed.
     pub fn housekeeping(&self) -> bool {
         let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-        let idle = slot.1.elapsed() > RECORDER_IDLE;
+        let idle = slot.last.elapsed() > RECORDER_IDLE && slot.published > 0;
         if idle {
-            *slot = (new_recorder(&self.client), std::time::Instant::now());
+            *slot = RecorderSlot::new(&self.client);
         }
         idle
     }
@@ -469,6 +507,97 @@ mod tests {
         assert_eq!(backoff_after(u32::MAX, min, max), max);
         assert_eq!(backoff_after(0, min, max), min);
         assert_eq!(backoff_after(3, max, min), max, "odd options do not panic");
+    }
+
+    /// A context whose Kubernetes API refuses every connection.
+    fn offline() -> (Context, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let options = Options {
+            data_dir: dir.path().to_path_buf(),
+            ..Options::default()
+        };
+        (Context::new(client, options), dir)
+    }
+
+    #[tokio::test]
+    async fn push_claims_see_other_versions_and_are_released() {
+        let (ctx, _dir) = offline();
+        let ttl = Duration::from_secs(60);
+        assert!(ctx.claim_push("app", "ns/b", "v1", ttl).is_empty());
+        assert!(
+            ctx.claim_push("app", "ns/b", "v1", ttl).is_empty(),
+            "a re-claim is no conflict"
+        );
+        assert!(
+            ctx.claim_push("app", "ns/c", "v1", ttl).is_empty(),
+            "same version"
+        );
+        assert_eq!(
+            ctx.claim_push("app", "ns/a", "v2", ttl),
+            [
+                ("ns/b".to_string(), "v1".to_string()),
+                ("ns/c".to_string(), "v1".to_string())
+            ]
+        );
+        assert_eq!(
+            ctx.claim_push("app", "ns/b", "v2", ttl),
+            [("ns/c".to_string(), "v1".to_string())],
+            "b moved to v2"
+        );
+        ctx.release_claims("ns/c");
+        assert!(ctx.claim_push("app", "ns/a", "v2", ttl).is_empty());
+        assert!(
+            ctx.claim_push("other", "ns/a", "v9", ttl).is_empty(),
+            "claims are per app"
+        );
+        assert!(
+            ctx.claim_push("app", "ns/d", "v3", Duration::ZERO)
+                .is_empty(),
+            "expired claims are dropped"
+        );
+        ctx.release_claims("ns/a");
+        ctx.release_claims("ns/b");
+        ctx.release_claims("ns/d");
+        assert!(ctx
+            .push_claims
+            .lock()
+            .map(|m| m.is_empty())
+            .unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn the_recorder_is_renewed_after_its_event_budget_and_when_idle() {
+        let (ctx, _dir) = offline();
+        let published = |ctx: &Context| ctx.recorder.lock().map(|s| s.published).unwrap_or(0);
+        assert!(!ctx.housekeeping(), "a fresh recorder is not renewed");
+        let obj = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("c".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for _ in 0..RECORDER_MAX_EVENTS {
+            ctx.event(&obj, EventType::Normal, Reason::Ready, "n").await;
+        }
+        assert_eq!(published(&ctx), RECORDER_MAX_EVENTS);
+        ctx.event(&obj, EventType::Normal, Reason::Ready, "n").await;
+        assert_eq!(published(&ctx), 1, "renewed before the next Event");
+        assert!(!ctx.housekeeping(), "not idle yet");
+        if let Ok(mut slot) = ctx.recorder.lock() {
+            slot.last = std::time::Instant::now()
+                .checked_sub(RECORDER_IDLE + Duration::from_secs(1))
+                .expect("monotonic clock far enough from its origin");
+        }
+        assert!(ctx.housekeeping(), "idle past the recorder's cache");
+        assert_eq!(published(&ctx), 0);
+        assert!(
+            !ctx.housekeeping(),
+            "a recorder that published nothing is kept"
+        );
     }
 
     #[test]

@@ -64,23 +64,116 @@ fn parse_versions_list(items: &[Value]) -> Result<Vec<AppVersion>, String> {
 }
 
 /// `GET /api/ext/workspace/:id/apps`: `[{id, name, slug, versions:[{id, name}]}]`; the DTO in
-/// the ToolJet source also allows `{apps:[...], total}`, so both are accepted.
-pub(crate) fn parse_ext_apps(v: &Value) -> Result<Vec<AppSummary>, String> {
-    let items = array_in(v, &["apps", "data"]).ok_or("expected a list of apps")?;
-    items
-        .iter()
+/// the ToolJet source also allows `{apps:[...], total}`, so both are accepted. Read straight
+/// from the body into the rows below: a workspace of 1,000 apps as a [`Value`] tree takes
+/// ~1 MiB for a moment, and every GitSyncConfig and set lists once per interval.
+pub(crate) fn parse_ext_apps(body: &[u8]) -> Result<Vec<AppSummary>, String> {
+    let rows: AppRows =
+        serde_json::from_slice(body).map_err(|e| format!("expected a list of apps ({e})"))?;
+    rows.0
+        .into_iter()
         .map(|a| {
             Ok(AppSummary {
-                id: required(a, "id", "app")?,
-                name: required(a, "name", "app")?,
-                slug: str_field(a, "slug"),
-                versions: match a.get("versions").and_then(Value::as_array) {
-                    Some(vs) => parse_versions_list(vs)?,
-                    None => Vec::new(),
-                },
+                id: a.id.required("id", "app")?,
+                name: a.name.required("name", "app")?,
+                slug: a.slug.0,
+                versions: a
+                    .versions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| {
+                        Ok(AppVersion {
+                            id: v.id.required("id", "version")?,
+                            name: v.name.required("name", "version")?,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
             })
         })
         .collect()
+}
+
+/// A text or number field as ToolJet sends ids (what [`str_field`] reads); anything else is
+/// absent.
+#[derive(Default)]
+struct Scalar(Option<String>);
+
+impl Scalar {
+    fn required(self, key: &str, what: &str) -> Result<String, String> {
+        self.0.ok_or_else(|| format!("{what} without `{key}`"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Scalar(match serde_json::Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AppRow {
+    #[serde(default)]
+    id: Scalar,
+    #[serde(default)]
+    name: Scalar,
+    #[serde(default)]
+    slug: Scalar,
+    #[serde(default)]
+    versions: Option<Vec<VersionRow>>,
+}
+
+#[derive(serde::Deserialize)]
+struct VersionRow {
+    #[serde(default)]
+    id: Scalar,
+    #[serde(default)]
+    name: Scalar,
+}
+
+/// The app rows of a listing: the array itself, or the array under `apps` or `data`.
+struct AppRows(Vec<AppRow>);
+
+impl<'de> serde::Deserialize<'de> for AppRows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Rows;
+        impl<'de> serde::de::Visitor<'de> for Rows {
+            type Value = AppRows;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of apps, or an object with `apps`")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AppRows, A::Error> {
+                let mut rows = Vec::new();
+                while let Some(row) = seq.next_element()? {
+                    rows.push(row);
+                }
+                Ok(AppRows(rows))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AppRows, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if found.is_none() && matches!(key.as_ref(), "apps" | "data") {
+                        found = map.next_value::<Option<Vec<AppRow>>>()?;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                found
+                    .map(AppRows)
+                    .ok_or_else(|| serde::de::Error::custom("no `apps` list"))
+            }
+        }
+        d.deserialize_any(Rows)
+    }
 }
 
 /// One page of `GET /api/apps?page=N`: `{meta:{total_pages,...}, apps:[...]}` (snake_case).
@@ -316,17 +409,38 @@ mod tests {
 
     #[test]
     fn apps() {
-        let apps = parse_ext_apps(&json!([{"id": "a", "name": "A", "slug": "a", "versions": [{"id": "v", "name": "v1"}]}])).unwrap();
+        let ext = |v: Value| parse_ext_apps(v.to_string().as_bytes());
+        let apps = ext(
+            json!([{"id": "a", "name": "A", "slug": "a", "versions": [{"id": "v", "name": "v1"}]}]),
+        )
+        .unwrap();
         assert_eq!(apps[0].versions[0].name, "v1");
-        let apps =
-            parse_ext_apps(&json!({"apps": [{"id": "a", "name": "A"}], "total": 1})).unwrap();
+        assert_eq!(apps[0].slug.as_deref(), Some("a"));
+        let apps = ext(
+            json!({"total": 1, "apps": [{"id": 7, "name": "A", "slug": null, "x": {"y": [1]}}]}),
+        )
+        .unwrap();
         assert!(apps[0].versions.is_empty());
+        assert_eq!((apps[0].id.as_str(), apps[0].slug.as_deref()), ("7", None));
+        let apps = ext(json!({"data": [{"id": "b", "name": "B", "versions": null}]})).unwrap();
+        assert_eq!(apps[0].name, "B");
+        assert!(ext(json!({"total": 0})).is_err());
+        assert!(ext(json!("apps")).is_err());
+        assert!(parse_ext_apps(b"").is_err());
+        assert!(parse_ext_apps(b"[{\"id\": \"a\",").is_err());
+        assert_eq!(
+            ext(json!([{"id": "a", "name": "A", "versions": [{"id": "v"}]}])).unwrap_err(),
+            "version without `name`"
+        );
         let (page, pages) = parse_internal_app_page(
             &json!({"meta": {"total_pages": 3}, "apps": [{"id": "a", "name": "A", "slug": "s"}]}),
         )
         .unwrap();
         assert_eq!((page.len(), pages), (1, 3));
-        assert!(parse_ext_apps(&json!([{"name": "no id"}])).is_err());
+        assert_eq!(
+            ext(json!([{"name": "no id"}])).unwrap_err(),
+            "app without `id`"
+        );
     }
 
     #[test]

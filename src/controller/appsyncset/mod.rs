@@ -189,8 +189,10 @@ async fn run(set: &AppSyncSet, sc: &SetContext, ns: &str) -> Ran {
     let (interval, resolved) =
         config_ref::dereference_ref(ns, &set.spec.git_sync_config_ref, ctx).await;
     let cfg = resolved.map_err(|f| (interval, f))?;
-    let listed = listing(set, ctx, &cfg).await.map_err(|f| (interval, f))?;
-    let selected = plan::select(listed.apps.clone(), &sel);
+    let listed = listing(set, ctx, &cfg, &sel)
+        .await
+        .map_err(|f| (interval, f))?;
+    let selected = listed.apps.clone();
     if selected.len() > plan::MAX_APPS {
         return Err((
             interval,
@@ -455,11 +457,13 @@ async fn revert_all(api: &Api<AppSync>, want: &[AppSync]) -> Result<(), Failure>
     Ok(())
 }
 
-/// The set's apps, listed at most once per interval (and again when the set's spec changed).
+/// The set's selected apps, listed at most once per interval (and again when the set's spec
+/// changed). Only the selected apps are kept: a workspace may hold many more.
 async fn listing(
     set: &AppSyncSet,
     ctx: &Context,
     cfg: &ResolvedConfig,
+    sel: &plan::Selector,
 ) -> Result<context::SetListing, Failure> {
     let key = format!(
         "{}|{}|{}",
@@ -493,11 +497,15 @@ async fn listing(
                 })
                 .collect();
             Arc::new(plan::Listing {
-                apps: found,
+                apps: plan::select(found, sel),
                 ..Default::default()
             })
         }
-        Direction::Pull => repository_apps(set, ctx, cfg).await?,
+        Direction::Pull => {
+            let mut listed = Arc::unwrap_or_clone(repository_apps(set, ctx, cfg).await?);
+            listed.apps = plan::select(std::mem::take(&mut listed.apps), sel);
+            Arc::new(listed)
+        }
     };
     ctx.store_set_listing(&key, listed.clone());
     Ok(listed)

@@ -68,8 +68,9 @@ impl Client {
                 &["ext", "workspace", &ws.id, "apps"],
             )
             .about(Resource::Workspace, &ws.name);
-            let v = self.send_json(&call).await?;
-            let apps = wire::parse_ext_apps(&v).map_err(|d| invalid(&self.route_of(&call), d))?;
+            let reply = self.send(&call).await?;
+            let apps =
+                wire::parse_ext_apps(&reply.body).map_err(|d| invalid(&self.route_of(&call), d))?;
             return Ok(apps.into_iter().filter(keep).collect());
         }
         let mut all: Vec<AppSummary> = Vec::new();

@@ -27,6 +27,15 @@ use url::Url;
 
 use super::{ClientOptions, Credentials, Error};
 
+/// How long an idle connection to ToolJet is kept. Every connection keeps the read buffer its
+/// largest answer (an app listing, an export) grew, and one client exists per GitSyncConfig:
+/// closing them between intervals (at least 30 s apart) returns that memory for a reconnect.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Idle connections kept per ToolJet host; a pass's bursts (`--concurrency` calls at once) open
+/// more and close them when done.
+const POOL_MAX_IDLE: usize = 4;
+
 pub(crate) use apps::app_not_found;
 pub(crate) use transport::Call;
 
@@ -104,6 +113,8 @@ impl Client {
         let http = builder
             .tls_backend_preconfigured(tls)
             .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "tooljet-gitsync-operator/",
