@@ -95,6 +95,18 @@ pub fn ready(conds: &[api::Condition]) -> Option<String> {
 /// A GitSyncConfig manifest: repository `url` (branch main), the ToolJet at `tooljet`
 /// (workspace `my-workspace`) with the credentials of Secret `secret`.
 pub fn manifest_gsc(name: &str, url: &str, tooljet: &str, secret: &str, interval: u64) -> String {
+    manifest_gsc_in(name, url, tooljet, "my-workspace", secret, interval)
+}
+
+/// [`manifest_gsc`] for the ToolJet workspace `workspace` (id, slug or name).
+pub fn manifest_gsc_in(
+    name: &str,
+    url: &str,
+    tooljet: &str,
+    workspace: &str,
+    secret: &str,
+    interval: u64,
+) -> String {
     format!(
         r#"apiVersion: gitsync.tooljet.io/v1alpha1
 kind: GitSyncConfig
@@ -106,7 +118,7 @@ spec:
     branch: main
   tooljet:
     url: {tooljet}
-    workspace: my-workspace
+    workspace: {workspace}
     credentialsSecretRef: {{ name: {secret} }}
   interval: {interval}s
 "#
