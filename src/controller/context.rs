@@ -159,11 +159,11 @@ impl ConfigWakeups {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Event recorder, when it last published and how many Events it published: kube's
-    /// recorder keeps every Event it published (for series, ~1.4 KiB each, in a table that
-    /// never shrinks) until its next publish after they expire, so an initial sync of 1,000
-    /// apps would hold ~6 MiB for 6 minutes, and an idle operator forever. It is renewed
-    /// after [`RECORDER_MAX_EVENTS`] Events and by [`Context::housekeeping`] when idle.
+    /// Event recorder, when it last published and which series it holds: kube's recorder
+    /// keeps every Event it published (for series, ~1.4 KiB each, in a table that never
+    /// shrinks) until its next publish after they expire, so an initial sync of 1,000 apps
+    /// would hold ~6 MiB for 6 minutes, and an idle operator forever. It is renewed once it
+    /// holds [`RECORDER_MAX_SERIES`] series and by [`Context::housekeeping`] when idle.
     recorder: std::sync::Mutex<RecorderSlot>,
     /// Git subprocess runner.
     pub git: GitCli,
@@ -214,17 +214,18 @@ pub struct Context {
 /// Longer than kube's recorder keeps an Event for its series (6 minutes).
 const RECORDER_IDLE: Duration = Duration::from_secs(7 * 60);
 
-/// Events one recorder publishes before it is renewed (its cache then holds at most this
-/// many). An Event repeated across a renewal starts a new Event object instead of counting
-/// up the old one's series; between repeats of one failure (at most `--retry-max` apart)
-/// this many other Events are rare.
-const RECORDER_MAX_EVENTS: u32 = 256;
+/// Distinct series (object, type, reason: kube's key for counting an Event up) one recorder
+/// holds before it is renewed, which bounds its cache (~0.7 MiB). Repeats within a series do
+/// not count. The cost: an Event repeated across a renewal starts a new Event object instead
+/// of counting up the old one's series; that happens when more than this many objects report
+/// between two repeats, e.g. when one outage fails every AppSync of a large workspace.
+const RECORDER_MAX_SERIES: usize = 256;
 
-/// The recorder, when it last published, and how many Events it published.
+/// The recorder, when it last published, and its series (hashed).
 struct RecorderSlot {
     recorder: Recorder,
     last: std::time::Instant,
-    published: u32,
+    series: std::collections::HashSet<u64>,
 }
 
 impl RecorderSlot {
@@ -232,9 +233,27 @@ impl RecorderSlot {
         RecorderSlot {
             recorder: new_recorder(client),
             last: std::time::Instant::now(),
-            published: 0,
+            series: Default::default(),
         }
     }
+}
+
+/// The series an Event belongs to: the fields of kube's `EventKey` that vary here.
+fn series_of(
+    type_: EventType,
+    reason: Reason,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    matches!(type_, EventType::Warning).hash(&mut h);
+    reason.as_str().hash(&mut h);
+    reference.api_version.hash(&mut h);
+    reference.kind.hash(&mut h);
+    reference.namespace.hash(&mut h);
+    reference.name.hash(&mut h);
+    reference.uid.hash(&mut h);
+    h.finish()
 }
 
 fn new_recorder(client: &Client) -> Recorder {
@@ -382,16 +401,18 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
+        let reference = obj.object_ref(&());
+        let series = series_of(type_, reason, &reference);
         let recorder = {
             let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.published >= RECORDER_MAX_EVENTS {
+            if slot.series.len() >= RECORDER_MAX_SERIES && !slot.series.contains(&series) {
                 *slot = RecorderSlot::new(&self.client);
             }
             slot.last = std::time::Instant::now();
-            slot.published = slot.published.saturating_add(1);
+            slot.series.insert(series);
             slot.recorder.clone()
         };
-        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, reason = reason.as_str(), "could not publish event");
         }
     }
@@ -401,7 +422,7 @@ impl Context {
     /// binary's `malloc_trim` then hands the pages back). Returns whether it was renewed.
     pub fn housekeeping(&self) -> bool {
         let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-        let idle = slot.last.elapsed() > RECORDER_IDLE && slot.published > 0;
+        let idle = slot.last.elapsed() > RECORDER_IDLE && !slot.series.is_empty();
         if idle {
             *slot = RecorderSlot::new(&self.client);
         }
@@ -512,7 +533,13 @@ mod tests {
     /// A context whose Kubernetes API refuses every connection.
     fn offline() -> (Context, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        // A port just freed: connections are refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let config = kube::Config::new(url.parse().expect("url"));
         let client = Client::try_from(config).expect("client");
         let options = Options {
             data_dir: dir.path().to_path_buf(),
@@ -568,24 +595,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_recorder_is_renewed_after_its_event_budget_and_when_idle() {
+    async fn the_recorder_is_renewed_after_its_series_budget_and_when_idle() {
         let (ctx, _dir) = offline();
-        let published = |ctx: &Context| ctx.recorder.lock().map(|s| s.published).unwrap_or(0);
+        let held = |ctx: &Context| ctx.recorder.lock().map(|s| s.series.len()).unwrap_or(0);
         assert!(!ctx.housekeeping(), "a fresh recorder is not renewed");
-        let obj = k8s_openapi::api::core::v1::ConfigMap {
+        let obj = |i: usize| k8s_openapi::api::core::v1::ConfigMap {
             metadata: kube::api::ObjectMeta {
-                name: Some("c".into()),
+                name: Some(format!("c{i}")),
                 namespace: Some("ns".into()),
                 ..Default::default()
             },
             ..Default::default()
         };
-        for _ in 0..RECORDER_MAX_EVENTS {
-            ctx.event(&obj, EventType::Normal, Reason::Ready, "n").await;
+        for i in 0..RECORDER_MAX_SERIES {
+            ctx.event(&obj(i), EventType::Normal, Reason::Ready, "n")
+                .await;
         }
-        assert_eq!(published(&ctx), RECORDER_MAX_EVENTS);
-        ctx.event(&obj, EventType::Normal, Reason::Ready, "n").await;
-        assert_eq!(published(&ctx), 1, "renewed before the next Event");
+        assert_eq!(held(&ctx), RECORDER_MAX_SERIES);
+        for _ in 0..3 {
+            ctx.event(&obj(0), EventType::Normal, Reason::Ready, "again")
+                .await;
+        }
+        assert_eq!(
+            held(&ctx),
+            RECORDER_MAX_SERIES,
+            "repeats count up their series"
+        );
+        ctx.event(&obj(0), EventType::Warning, Reason::Ready, "n")
+            .await;
+        assert_eq!(
+            held(&ctx),
+            1,
+            "a new series past the budget renews the recorder"
+        );
         assert!(!ctx.housekeeping(), "not idle yet");
         if let Ok(mut slot) = ctx.recorder.lock() {
             slot.last = std::time::Instant::now()
@@ -593,7 +635,7 @@ mod tests {
                 .expect("monotonic clock far enough from its origin");
         }
         assert!(ctx.housekeeping(), "idle past the recorder's cache");
-        assert_eq!(published(&ctx), 0);
+        assert_eq!(held(&ctx), 0);
         assert!(
             !ctx.housekeeping(),
             "a recorder that published nothing is kept"

@@ -68,8 +68,10 @@ fn parse_versions_list(items: &[Value]) -> Result<Vec<AppVersion>, String> {
 /// from the body into the rows below: a workspace of 1,000 apps as a [`Value`] tree takes
 /// ~1 MiB for a moment, and every GitSyncConfig and set lists once per interval.
 pub(crate) fn parse_ext_apps(body: &[u8]) -> Result<Vec<AppSummary>, String> {
-    let rows: AppRows =
-        serde_json::from_slice(body).map_err(|e| format!("expected a list of apps ({e})"))?;
+    let rows: AppRows = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => format!("expected a list of apps ({e})"),
+        _ => format!("the body is not JSON ({e})"),
+    })?;
     rows.0
         .into_iter()
         .map(|a| {
@@ -79,6 +81,7 @@ pub(crate) fn parse_ext_apps(body: &[u8]) -> Result<Vec<AppSummary>, String> {
                 slug: a.slug.0,
                 versions: a
                     .versions
+                    .0
                     .unwrap_or_default()
                     .into_iter()
                     .map(|v| {
@@ -114,6 +117,66 @@ impl<'de> serde::Deserialize<'de> for Scalar {
     }
 }
 
+/// A list, or absent when the value is anything else (what `Value::as_array` reads).
+struct List<T>(Option<Vec<T>>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(None)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for List<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Items<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Items<T> {
+            type Value = List<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<List<T>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(List(Some(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<List<T>, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(List(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<List<T>, E> {
+                Ok(List(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<List<T>, E> {
+                Ok(List(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<List<T>, E> {
+                Ok(List(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<List<T>, E> {
+                Ok(List(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<List<T>, E> {
+                Ok(List(None))
+            }
+            fn visit_unit<E>(self) -> Result<List<T>, E> {
+                Ok(List(None))
+            }
+        }
+        d.deserialize_any(Items(std::marker::PhantomData))
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct AppRow {
     #[serde(default)]
@@ -123,7 +186,7 @@ struct AppRow {
     #[serde(default)]
     slug: Scalar,
     #[serde(default)]
-    versions: Option<Vec<VersionRow>>,
+    versions: List<VersionRow>,
 }
 
 #[derive(serde::Deserialize)]
@@ -134,11 +197,12 @@ struct VersionRow {
     name: Scalar,
 }
 
-/// The app rows of a listing: the array itself, or the array under `apps` or `data`.
+/// The app rows of a listing: the array itself, or the array under `apps`, else `data`.
 struct AppRows(Vec<AppRow>);
 
 impl<'de> serde::Deserialize<'de> for AppRows {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor, not an untagged enum: that would buffer the whole body first.
         struct Rows;
         impl<'de> serde::de::Visitor<'de> for Rows {
             type Value = AppRows;
@@ -159,15 +223,18 @@ impl<'de> serde::Deserialize<'de> for AppRows {
                 self,
                 mut map: A,
             ) -> Result<AppRows, A::Error> {
-                let mut found = None;
+                let (mut apps, mut data) = (List(None), List(None));
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if found.is_none() && matches!(key.as_ref(), "apps" | "data") {
-                        found = map.next_value::<Option<Vec<AppRow>>>()?;
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
+                    match key.as_ref() {
+                        "apps" if apps.0.is_none() => apps = map.next_value()?,
+                        "data" if data.0.is_none() => data = map.next_value()?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
-                found
+                apps.0
+                    .or(data.0)
                     .map(AppRows)
                     .ok_or_else(|| serde::de::Error::custom("no `apps` list"))
             }
@@ -424,6 +491,23 @@ mod tests {
         assert_eq!((apps[0].id.as_str(), apps[0].slug.as_deref()), ("7", None));
         let apps = ext(json!({"data": [{"id": "b", "name": "B", "versions": null}]})).unwrap();
         assert_eq!(apps[0].name, "B");
+        let apps =
+            ext(json!({"data": [], "apps": [{"id": "c", "name": "C", "versions": {"v": 1}}]}))
+                .unwrap();
+        assert_eq!(
+            apps[0].name, "C",
+            "`apps` before `data`, a non-list `versions` is none"
+        );
+        assert!(apps[0].versions.is_empty());
+        let apps =
+            ext(json!({"apps": 12, "data": [{"id": "d", "name": "D", "versions": "x"}]})).unwrap();
+        assert_eq!(apps[0].name, "D");
+        assert!(parse_ext_apps(b"<html>")
+            .unwrap_err()
+            .starts_with("the body is not JSON"));
+        assert!(ext(json!({"total": 0}))
+            .unwrap_err()
+            .starts_with("expected a list of apps"));
         assert!(ext(json!({"total": 0})).is_err());
         assert!(ext(json!("apps")).is_err());
         assert!(parse_ext_apps(b"").is_err());
