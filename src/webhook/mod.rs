@@ -32,8 +32,11 @@ use crate::git::worker::RefMoved;
 /// Largest body read: push payloads of GitHub's 2,048-commit limit fit.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Deliveries read at once, all configs together (each has its own smaller share,
-/// [`hooks::PER_HOOK_IN_FLIGHT`]); more are answered 503.
+/// [`hooks::PER_HOOK_IN_FLIGHT`]); more wait up to [`BUSY_WAIT`], then are answered 503.
 const IN_FLIGHT: usize = 16;
+
+/// How long a delivery waits for a reading slot before it is answered 503.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Time to receive a body.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to receive a request's headers.
@@ -104,7 +107,15 @@ async fn deliver(
         );
     };
     let target = hook.target();
-    let (Ok(_mine), Ok(_all)) = (hook.reading.try_acquire(), rx.reading.try_acquire()) else {
+    // A burst (several hooks of one repository, a redelivery) waits briefly for a slot
+    // instead of being refused; the connection limit bounds how many wait.
+    let permits = tokio::time::timeout(BUSY_WAIT, async {
+        let mine = hook.reading.acquire().await?;
+        let all = rx.reading.acquire().await?;
+        Ok::<_, tokio::sync::AcquireError>((mine, all))
+    })
+    .await;
+    let Ok(Ok((_mine, _all))) = permits else {
         metrics.webhook_delivery("unknown", "busy");
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
