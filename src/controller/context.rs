@@ -515,6 +515,28 @@ pub fn short(sha: &str) -> &str {
 }
 
 #[cfg(test)]
+impl Context {
+    /// A context whose Kubernetes API refuses every connection, for unit tests of what needs
+    /// one but not a cluster; its data directory lives as long as the returned guard.
+    pub(crate) fn offline() -> (Context, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A port just freed: connections are refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let config = kube::Config::new(url.parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let options = Options {
+            data_dir: dir.path().to_path_buf(),
+            ..Options::default()
+        };
+        (Context::new(client, options), dir)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -530,22 +552,8 @@ mod tests {
         assert_eq!(backoff_after(3, max, min), max, "odd options do not panic");
     }
 
-    /// A context whose Kubernetes API refuses every connection.
     fn offline() -> (Context, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A port just freed: connections are refused at once.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let url = format!("http://127.0.0.1:{port}");
-        let config = kube::Config::new(url.parse().expect("url"));
-        let client = Client::try_from(config).expect("client");
-        let options = Options {
-            data_dir: dir.path().to_path_buf(),
-            ..Options::default()
-        };
-        (Context::new(client, options), dir)
+        Context::offline()
     }
 
     #[tokio::test]

@@ -313,3 +313,82 @@ pub async fn serve(
     connections.abort_all();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use axum::http::Request;
+    use futures::future::BoxFuture;
+    use tower::ServiceExt;
+
+    struct Idle;
+
+    impl Checker for Idle {
+        fn check(&self) -> BoxFuture<'static, Option<BTreeMap<String, String>>> {
+            Box::pin(async { None })
+        }
+    }
+
+    async fn result_of(res: Response) -> String {
+        let body = axum::body::to_bytes(res.into_body(), MAX_BODY)
+            .await
+            .unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("result")?.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// A burst beyond a config's reading slots waits for one; only a delivery that found none
+    /// within [`BUSY_WAIT`] is answered 503, and it is counted as busy.
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_waits_for_a_reading_slot_and_only_then_is_busy() {
+        let (ctx, _dir) = Context::offline();
+        let ctx = Arc::new(ctx);
+        ctx.hooks.activate();
+        let target = HookTarget {
+            config: "ns/c".into(),
+            namespace: "ns".into(),
+            repository: "r".into(),
+            branch: "main".into(),
+            checker: Arc::new(Idle),
+        };
+        let path = ctx
+            .hooks
+            .register(b"0123456789abcdef", "c", target)
+            .expect("registered");
+        let hook = ctx.hooks.lookup(&path).expect("hook");
+        let app = router(ctx.clone());
+        let request = || {
+            Request::post(path.as_str())
+                .body(Body::from("{}"))
+                .expect("request")
+        };
+
+        // Every slot of the config taken for longer than the wait: busy, after the wait.
+        let held = hook
+            .reading
+            .acquire_many(hooks::PER_HOOK_IN_FLIGHT as u32)
+            .await
+            .expect("slots");
+        let started = tokio::time::Instant::now();
+        let res = app.clone().oneshot(request()).await.expect("answer");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() >= BUSY_WAIT, "{:?}", started.elapsed());
+        assert_eq!(result_of(res).await, "busy");
+
+        // A slot freed within the wait: the delivery is read (and refused, being unsigned).
+        let waiting = tokio::spawn(app.clone().oneshot(request()));
+        tokio::time::sleep(BUSY_WAIT / 2).await;
+        assert!(!waiting.is_finished(), "it waits for a slot");
+        drop(held);
+        let res = waiting.await.expect("task").expect("answer");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(result_of(res).await, "unsigned");
+
+        // The slots come back once the deliveries are answered.
+        assert_eq!(hook.reading.available_permits(), hooks::PER_HOOK_IN_FLIGHT);
+    }
+}
