@@ -552,13 +552,9 @@ mod tests {
         assert_eq!(backoff_after(3, max, min), max, "odd options do not panic");
     }
 
-    fn offline() -> (Context, tempfile::TempDir) {
-        Context::offline()
-    }
-
     #[tokio::test]
     async fn push_claims_see_other_versions_and_are_released() {
-        let (ctx, _dir) = offline();
+        let (ctx, _dir) = Context::offline();
         let ttl = Duration::from_secs(60);
         assert!(ctx.claim_push("app", "ns/b", "v1", ttl).is_empty());
         assert!(
@@ -604,7 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_recorder_is_renewed_after_its_series_budget_and_when_idle() {
-        let (ctx, _dir) = offline();
+        let (ctx, _dir) = Context::offline();
         let held = |ctx: &Context| ctx.recorder.lock().map(|s| s.series.len()).unwrap_or(0);
         assert!(!ctx.housekeeping(), "a fresh recorder is not renewed");
         let obj = |i: usize| k8s_openapi::api::core::v1::ConfigMap {

@@ -342,7 +342,7 @@ mod tests {
     }
 
     /// A burst beyond a config's reading slots waits for one; only a delivery that found none
-    /// within [`BUSY_WAIT`] is answered 503, and it is counted as busy.
+    /// within [`BUSY_WAIT`] is answered 503 (`busy`).
     #[tokio::test(start_paused = true)]
     async fn a_delivery_waits_for_a_reading_slot_and_only_then_is_busy() {
         let (ctx, _dir) = Context::offline();
