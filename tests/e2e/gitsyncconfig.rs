@@ -12,7 +12,7 @@ use tooljet_gitsync_operator::keys;
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
 
 use crate::support::{
-    self, apply, event_notes, event_reasons, has, namespace, poke, ready_reason, trial, wait,
+    self, apply, event_notes, has, namespace, poke, ready_reason, trial, wait, wait_events,
     wait_gsc, Env,
 };
 
@@ -195,13 +195,13 @@ async fn key_generated_awaiting_then_ready(env: Arc<Env>) -> Result<()> {
         git.git("apps", &["for-each-ref"])?.trim().is_empty(),
         "check wrote to the repo"
     );
-    let reasons = event_reasons(c, &ns, "sales").await?;
-    ensure!(
-        reasons.contains(&"KeyGenerated".to_string())
-            && reasons.contains(&"Ready".to_string())
-            && reasons.contains(&"HostKeyRecorded".to_string()),
-        "{reasons:?}"
-    );
+    wait_events(
+        c,
+        &ns,
+        "sales",
+        &["KeyGenerated", "Ready", "HostKeyRecorded"],
+    )
+    .await?;
     // The private key is nowhere in Events or status.
     let identity = data(&s, "identity");
     let secret_body = identity.lines().nth(2).unwrap_or("-");
@@ -272,11 +272,7 @@ async fn host_key_changed_is_refused(env: Arc<Env>) -> Result<()> {
         "known_hosts",
     );
     ensure!(now == recorded, "known_hosts changed");
-    let reasons = event_reasons(c, &ns, "sales").await?;
-    ensure!(
-        reasons.contains(&"HostKeyMismatch".to_string()),
-        "{reasons:?}"
-    );
+    wait_events(c, &ns, "sales", &["HostKeyMismatch"]).await?;
     Ok(())
 }
 
@@ -558,9 +554,8 @@ async fn key_rotation(env: Arc<Env>) -> Result<()> {
         .status
         .and_then(|s| s.public_key)
         .is_some_and(|k| k.starts_with("ssh-rsa ")));
-    let reasons = event_reasons(c, &ns, "sales").await?;
     // Repeated Events of one reason are folded into a series by the recorder.
-    ensure!(reasons.iter().any(|r| r == "KeyRotated"), "{reasons:?}");
+    wait_events(c, &ns, "sales", &["KeyRotated"]).await?;
     Ok(())
 }
 

@@ -17,8 +17,8 @@ use tooljet_gitsync_testkit::forge::gitlab::GitLabEmulator;
 use tooljet_gitsync_testkit::httpgit::{Access, HttpGitServer};
 
 use crate::support::{
-    self, apply, appsync_manifest, aps_has, event_notes, event_reasons, has, namespace, poke,
-    trial, wait_aps, wait_gsc, Env,
+    self, apply, appsync_manifest, aps_has, event_notes, has, namespace, poke, trial, wait_aps,
+    wait_events, wait_gsc, Env,
 };
 
 const TOKEN: &str = "ghp_e2e_rw_4f1d9c0b7a6e5SECRET";
@@ -425,12 +425,7 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
         "{:?}",
         prs[0].title
     );
-    ensure!(
-        event_reasons(c, &ns, "web")
-            .await?
-            .contains(&"PullRequestOpened".to_string()),
-        "an Event for the opened request"
-    );
+    wait_events(c, &ns, "web", &["PullRequestOpened"]).await?;
 
     // A later change adds a commit to the same branch and the same request; never forced.
     let branch_before = git
@@ -513,9 +508,7 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
         pr_of(a).is_some_and(|p| p.state == "Merged")
     })
     .await?;
-    ensure!(event_reasons(c, &ns, "web")
-        .await?
-        .contains(&"PullRequestMerged".to_string()));
+    wait_events(c, &ns, "web", &["PullRequestMerged"]).await?;
     poke::<AppSync>(c, &prod_ns, "web").await?;
     wait_aps(c, &prod_ns, "web", "pulled after the merge", |a| {
         aps_has(a, "Ready", "True", "Pulled") || aps_has(a, "Ready", "True", "UpToDate")
@@ -559,9 +552,7 @@ async fn pull_request_mode(env: Arc<Env>) -> Result<()> {
         github.prs("acme/promote").len() == 2,
         "no new request for the content of the closed one"
     );
-    ensure!(event_reasons(c, &ns, "web")
-        .await?
-        .contains(&"PullRequestClosed".to_string()));
+    wait_events(c, &ns, "web", &["PullRequestClosed"]).await?;
     let a = edit_and_wait(&env, &ns, &app.id, 3, None, "a request after the close").await?;
     let third = pr_of(&a).context("pr")?;
     ensure!(

@@ -13,7 +13,7 @@ use tooljet_gitsync_testkit::gitserver::GitServer;
 
 use crate::gitsyncconfig::{manifest, ready_config, ready_config_with};
 use crate::support::{
-    self, apply, appsync_manifest, aps_has, event_reasons, namespace, poke, trial, wait_aps, Env,
+    self, apply, appsync_manifest, aps_has, namespace, poke, trial, wait_aps, wait_events, Env,
 };
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
@@ -207,9 +207,7 @@ async fn promotion(env: Arc<Env>) -> Result<()> {
         msg.contains("constants.REGION") && !msg.contains("API_BASE_URL"),
         "{msg}"
     );
-    ensure!(event_reasons(c, &prod_ns, "promo")
-        .await?
-        .contains(&"WorkspaceConstantsMissing".to_string()));
+    wait_events(c, &prod_ns, "promo", &["WorkspaceConstantsMissing"]).await?;
 
     // A commit that does not touch the app is not an update.
     git.commit_files("apps", "main", &[("README.md", b"docs")], "docs only")?;

@@ -13,7 +13,7 @@ use tooljet_gitsync_testkit::gitserver::GitServer;
 
 use crate::gitsyncconfig::ready_config;
 use crate::support::{
-    apply, appsync_manifest, aps_has, event_reasons, namespace, poke, trial, wait, wait_aps, Env,
+    apply, appsync_manifest, aps_has, namespace, poke, trial, wait, wait_aps, wait_events, Env,
 };
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
@@ -143,9 +143,7 @@ async fn lifecycle(env: Arc<Env>) -> Result<()> {
     );
     let exported: Value = serde_json::from_str(&raw)?;
     ensure!(exported["tooljet_version"] == "3.16.0");
-    ensure!(event_reasons(c, &ns, "demo")
-        .await?
-        .contains(&"Committed".to_string()));
+    wait_events(c, &ns, "demo", &["Committed"]).await?;
 
     // Nothing changed: no commit, no push.
     let h = head(&git)?;

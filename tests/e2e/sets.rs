@@ -14,7 +14,7 @@ use tooljet_gitsync_testkit::emulator::{Emulator, EmulatorConfig};
 use tooljet_gitsync_testkit::gitserver::GitServer;
 
 use crate::gitsyncconfig::{manifest, ready_config_with};
-use crate::support::{self, apply, event_reasons, namespace, poke, trial, wait, wait_obj, Env};
+use crate::support::{self, apply, namespace, poke, trial, wait, wait_events, wait_obj, Env};
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
     vec![
@@ -220,8 +220,7 @@ async fn push_set(env: Arc<Env>) -> Result<()> {
         .context("child of .Hidden")?
         .name_any();
     ensure!(hidden_child.starts_with("backup-hidden-"), "{hidden_child}");
-    let reasons = event_reasons(c, &ns, "backup").await?;
-    ensure!(reasons.contains(&"AppAdded".to_string()), "{reasons:?}");
+    wait_events(c, &ns, "backup", &["AppAdded"]).await?;
     let commits = git.git("apps", &["rev-list", "--count", "main"])?;
     let pushes = git
         .git(
@@ -271,8 +270,7 @@ async fn push_set(env: Arc<Env>) -> Result<()> {
         folders(&git)?.contains("Sales Dashboard"),
         "nothing deleted in git"
     );
-    let reasons = event_reasons(c, &ns, "backup").await?;
-    ensure!(reasons.contains(&"AppRemoved".to_string()), "{reasons:?}");
+    wait_events(c, &ns, "backup", &["AppRemoved"]).await?;
 
     // A hand edit of a generated AppSync is reverted.
     let aps: Api<AppSync> = Api::namespaced(c.clone(), &ns);
@@ -322,11 +320,7 @@ async fn push_set(env: Arc<Env>) -> Result<()> {
     })
     .await
     .context("the generated AppSync of the overlapped app is deleted")?;
-    let reasons = event_reasons(c, &ns, "backup").await?;
-    ensure!(
-        reasons.contains(&"AppSyncOverlap".to_string()),
-        "{reasons:?}"
-    );
+    wait_events(c, &ns, "backup", &["AppSyncOverlap"]).await?;
 
     // Suspended: the generated AppSyncs are suspended, nothing is created.
     let sets: Api<AppSyncSet> = Api::namespaced(c.clone(), &ns);

@@ -16,8 +16,8 @@ use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
 
 use crate::gitsyncconfig::manifest;
 use crate::support::{
-    apply, appsync_manifest, aps_has, event_notes, event_reasons, has, logs, namespace, poke,
-    secret, trial, wait_aps, wait_gsc, Env,
+    apply, appsync_manifest, aps_has, event_notes, has, logs, namespace, poke, secret, trial,
+    wait_aps, wait_events, wait_gsc, Env,
 };
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
@@ -307,10 +307,13 @@ async fn signing(env: Arc<Env>) -> Result<()> {
     );
 
     // Said in Events; no private key anywhere.
-    let reasons = event_reasons(c, &ns, "sales").await?;
-    for r in ["SigningKeyNotFound", "SigningKeyInvalid"] {
-        ensure!(reasons.iter().any(|x| x == r), "no {r} Event: {reasons:?}");
-    }
+    wait_events(
+        c,
+        &ns,
+        "sales",
+        &["SigningKeyNotFound", "SigningKeyInvalid"],
+    )
+    .await?;
     let notes = event_notes(c, &ns).await?;
     let logged = logs();
     let shown = serde_json::to_string(&g.status)?;

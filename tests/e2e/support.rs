@@ -319,6 +319,28 @@ pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Result<Vec<
         .collect())
 }
 
+/// Waits until the Events of an object include every reason in `wanted`, and returns all its
+/// reasons. Events are published after the status is written, so a test that has just seen the
+/// status must wait for them rather than read them once.
+pub async fn wait_events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    wanted: &[&str],
+) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reasons = event_reasons(client, ns, name).await?;
+        if wanted.iter().all(|w| reasons.iter().any(|r| r == w)) {
+            return Ok(reasons);
+        }
+        if Instant::now() > deadline {
+            bail!("no {wanted:?} Event for {ns}/{name} within 30 s; seen {reasons:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Every Event note in a namespace, for leak checks.
 pub async fn event_notes(client: &Client, ns: &str) -> Result<String> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
