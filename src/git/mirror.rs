@@ -19,7 +19,7 @@ use gix::ObjectId;
 use super::sign::{CommitSigner, SignError};
 
 pub(crate) use content::{newer_layout, read_folder, read_meta, repo_state};
-pub(crate) use history::{is_ancestor, last_commit_touching};
+pub(crate) use history::{is_ancestor, HistoryIndex};
 
 /// A failure of local git work (the mirror, gix), never of the remote. Carries no key material:
 /// the only secret-adjacent input, the ssh command line, holds file paths only.

@@ -359,6 +359,16 @@ pub enum AppLookup<'a> {
     ByGitAppId(&'a str),
 }
 
+impl<'a> AppLookup<'a> {
+    /// The lookup a Pull AppSync's `spec.app` asks for: `id:<git app id>`, else a name.
+    pub fn of_spec(app: &'a str) -> Self {
+        match app.strip_prefix("id:") {
+            Some(id) => AppLookup::ByGitAppId(id),
+            None => AppLookup::ByName(app),
+        }
+    }
+}
+
 impl fmt::Display for AppLookup<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -13,7 +13,7 @@ use crate::api::{
     AppStatus, AppSync, AppSyncStatus, CommitInfo, Direction, GitStatus, Ownership, Reason,
     SwapJournal,
 };
-use crate::layout::{self, AppLookup, Located};
+use crate::layout::{self, Located};
 use crate::tooljet::AppSummary;
 
 /// Message of a suspended AppSync.
@@ -250,7 +250,8 @@ fn finished(
 }
 
 /// Reads the app at the revision: `.meta/meta.json`, its version file and the newest commit
-/// touching it. A requested pull reads the remote now; otherwise at most once per interval.
+/// touching it, all at one commit and in one request to the repository worker. A requested
+/// pull reads the remote now; otherwise at most once per interval.
 async fn observe_git(
     aps: &AppSync,
     ctx: &Context,
@@ -258,49 +259,21 @@ async fn observe_git(
     revision: &str,
     fresh: Duration,
 ) -> Result<GitApp, Failure> {
-    let max_age = cfg.valid.interval;
     let worker = ctx.workers.get(cfg.url());
     let start = Instant::now();
-    let snap = worker
-        .snapshot(cfg.transport.clone(), revision, Vec::new(), fresh)
+    let at = worker
+        .app_at(cfg.transport.clone(), revision, &aps.spec.app, fresh)
         .await;
-    ctx.metrics
-        .git_op("snapshot", start.elapsed(), snap.is_ok());
-    let lookup = match aps.spec.app.strip_prefix("id:") {
-        Some(id) => AppLookup::ByGitAppId(id),
-        None => AppLookup::ByName(&aps.spec.app),
-    };
-    let snap = snap?;
-    // Everything below reads the commit this snapshot saw, not the revision again: the branch
-    // may move between two requests (another config's fetch, the worker's own push), and an
-    // export of one commit recorded as another would leave the newer one never imported.
-    let pinned = snap.commit.as_ref().map(|c| c.sha.clone());
-    let at = pinned.as_deref().unwrap_or(revision);
-    let located = layout::locate_app(snap.meta_json.as_deref(), lookup).map_err(|e| {
+    ctx.metrics.git_op("snapshot", start.elapsed(), at.is_ok());
+    let at = at?;
+    let located = at.located.map_err(|e| {
         Problem::retrying(Reason::AppNotInGit, format!("revision {revision}: {e}. Check spec.app and that the app was pushed to this revision; retried every interval"))
     })?;
-    let folder = located
-        .path
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let recent = max_age.max(Duration::from_secs(1));
-    let snap = worker
-        .snapshot(cfg.transport.clone(), at, vec![folder.clone()], recent)
-        .await?;
-    let export = plan::read_export(&snap.files, &located, revision)?;
-    let touching = worker
-        .last_commit_touching(
-            cfg.transport.clone(),
-            at,
-            None,
-            &folder,
-            &located.git_app_id,
-            recent,
-        )
-        .await?;
-    let latest = match touching.as_ref().or(snap.commit.as_ref()) {
+    let export = plan::read_export(&at.files, &located, revision)?;
+    // The commit the app was read at, never the revision read again: the branch may move in
+    // between, and an export of one commit recorded as another would leave the newer one
+    // never imported.
+    let latest = match at.touching.as_ref().or(at.commit.as_ref()) {
         Some(c) => plan::commit_info(c),
         None => {
             return Err(Problem::retrying(

@@ -132,10 +132,485 @@ pub(crate) fn last_commit_touching(
     Ok(None)
 }
 
+/// Most commits one [`HistoryIndex`] holds; an answer further back is walked for alone.
+const MAX_INDEXED: usize = 20_000;
+
+/// What a commit changed against one parent (or, for a root commit, against nothing): the
+/// top-level entries and the meta.json entries that differ. Sorted, for binary search.
+struct Change {
+    folders: Box<[Box<[u8]>]>,
+    entries: Box<[Box<str>]>,
+}
+
+impl Change {
+    fn touches(&self, folder: &str, app_id: &str) -> bool {
+        self.folders
+            .binary_search_by(|f| (**f).cmp(folder.as_bytes()))
+            .is_ok()
+            || self.entries.binary_search_by(|e| (**e).cmp(app_id)).is_ok()
+    }
+}
+
+/// One commit of a walk, with what it changed against each parent.
+struct Walked {
+    id: ObjectId,
+    changes: Vec<Change>,
+}
+
+/// The commits reachable from `tip` but not from `hidden`, newest first, each with what it
+/// changed: one walk answers [`last_commit_touching`] for every app, where a walk per app
+/// would read the same history once per app (a first pull of a workspace is N apps over N
+/// commits). Built as far back as the questions need, at most [`MAX_INDEXED`] commits.
+pub(crate) struct HistoryIndex {
+    tip: ObjectId,
+    hidden: Option<ObjectId>,
+    walked: Vec<Walked>,
+    /// Whether `walked` holds the whole walk.
+    complete: bool,
+}
+
+/// A meta.json's entries as written (app id → entry text); none when it is no JSON object.
+type RawEntries = HashMap<Box<str>, Box<str>>;
+
+impl HistoryIndex {
+    pub(crate) fn new(tip: ObjectId, hidden: Option<ObjectId>) -> Self {
+        HistoryIndex {
+            tip,
+            hidden,
+            walked: Vec::new(),
+            complete: false,
+        }
+    }
+
+    /// Whether this index answers for the walk from `tip` hiding `hidden`.
+    pub(crate) fn is_for(&self, tip: ObjectId, hidden: Option<ObjectId>) -> bool {
+        self.tip == tip && self.hidden == hidden
+    }
+
+    /// [`last_commit_touching`] from the index, walking further when the answer is older than
+    /// what is indexed. Same answers, same merge rule.
+    pub(crate) fn last_touching(
+        &mut self,
+        repo: &gix::Repository,
+        folder: &str,
+        app_id: &str,
+    ) -> Result<Option<ObjectId>, MirrorError> {
+        // The index knows top-level entries only; a nested folder is walked for alone.
+        if folder.contains('/') {
+            return last_commit_touching(repo, self.tip, self.hidden, folder, app_id);
+        }
+        let mut from = 0;
+        loop {
+            if let Some(w) = self.walked[from..]
+                .iter()
+                .find(|w| w.changes.iter().all(|c| c.touches(folder, app_id)))
+            {
+                return Ok(Some(w.id));
+            }
+            if self.complete {
+                return Ok(None);
+            }
+            if self.walked.len() >= MAX_INDEXED {
+                return last_commit_touching(repo, self.tip, self.hidden, folder, app_id);
+            }
+            from = self.walked.len();
+            self.extend(repo, (from * 2).clamp(64, MAX_INDEXED))?;
+        }
+    }
+
+    /// Walks until `until` commits are indexed or the walk ends.
+    fn extend(&mut self, repo: &gix::Repository, until: usize) -> Result<(), MirrorError> {
+        use gix::revision::walk::Sorting;
+        use gix::traverse::commit::simple::CommitTimeOrder;
+
+        let walk = repo
+            .rev_walk([self.tip])
+            .sorting(Sorting::ByCommitTime(CommitTimeOrder::NewestFirst))
+            .with_hidden(self.hidden)
+            .all()
+            .map_err(err("walking the history"))?;
+        let mut metas: HashMap<ObjectId, std::rc::Rc<RawEntries>> = HashMap::new();
+        for (n, info) in walk.enumerate() {
+            let info = info.map_err(err("walking the history"))?;
+            if let Some(known) = self.walked.get(n) {
+                if known.id != info.id {
+                    // Not the walk indexed before (it is deterministic; this is a guard):
+                    // start over from here.
+                    self.walked.truncate(n);
+                } else {
+                    continue;
+                }
+            }
+            if n >= until {
+                return Ok(());
+            }
+            let mine = tree_of(repo, info.id)?;
+            let parents: Vec<ObjectId> = info.parent_ids().map(|p| p.detach()).collect();
+            let changes = if parents.is_empty() {
+                vec![change(repo, None, mine, &mut metas)?]
+            } else {
+                let mut out = Vec::with_capacity(parents.len());
+                for p in parents {
+                    let theirs = tree_of(repo, p)?;
+                    out.push(change(repo, Some(theirs), mine, &mut metas)?);
+                }
+                out
+            };
+            // Only the parsed files of the newest commits are asked for again.
+            if metas.len() > 8 {
+                metas.clear();
+            }
+            self.walked.push(Walked {
+                id: info.id,
+                changes,
+            });
+        }
+        self.complete = true;
+        Ok(())
+    }
+}
+
+/// What `mine` changed against `theirs` (or against nothing).
+fn change(
+    repo: &gix::Repository,
+    theirs: Option<ObjectId>,
+    mine: ObjectId,
+    metas: &mut HashMap<ObjectId, std::rc::Rc<RawEntries>>,
+) -> Result<Change, MirrorError> {
+    let top = |tree: Option<ObjectId>| -> Result<HashMap<Box<[u8]>, ObjectId>, MirrorError> {
+        let Some(tree) = tree else {
+            return Ok(HashMap::new());
+        };
+        let tree = repo.find_tree(tree).map_err(err("reading a tree"))?;
+        let mut out = HashMap::new();
+        for entry in tree.iter() {
+            let entry = entry.map_err(err("reading a tree"))?;
+            out.insert(entry.filename().to_vec().into(), entry.object_id());
+        }
+        Ok(out)
+    };
+    let (a, b) = (top(theirs)?, top(Some(mine))?);
+    let mut folders: Vec<Box<[u8]>> = a
+        .iter()
+        .filter(|(name, id)| b.get(*name) != Some(*id))
+        .chain(b.iter().filter(|(name, _)| !a.contains_key(*name)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    folders.sort();
+    let meta_a = match theirs {
+        Some(t) => entry_id(repo, t, META_PATH)?,
+        None => None,
+    };
+    let meta_b = entry_id(repo, mine, META_PATH)?;
+    let mut entries = Vec::new();
+    if meta_a != meta_b {
+        let (ea, eb) = (
+            raw_entries(repo, meta_a, metas)?,
+            raw_entries(repo, meta_b, metas)?,
+        );
+        let differs = |x: &str, y: &str| {
+            x != y
+                // Written differently (another writer's formatting): compare the values.
+                && serde_json::from_str::<Value>(x).ok() != serde_json::from_str::<Value>(y).ok()
+        };
+        for (key, x) in ea.iter() {
+            if eb.get(key).is_none_or(|y| differs(x, y)) {
+                entries.push(key.clone());
+            }
+        }
+        entries.extend(eb.keys().filter(|k| !ea.contains_key(*k)).cloned());
+        entries.sort();
+    }
+    Ok(Change {
+        folders: folders.into(),
+        entries: entries.into(),
+    })
+}
+
+/// The entries of the meta.json `blob` as written, parsed once per walk step.
+fn raw_entries(
+    repo: &gix::Repository,
+    blob: Option<ObjectId>,
+    metas: &mut HashMap<ObjectId, std::rc::Rc<RawEntries>>,
+) -> Result<std::rc::Rc<RawEntries>, MirrorError> {
+    let Some(blob) = blob else {
+        return Ok(Default::default());
+    };
+    if let Some(m) = metas.get(&blob) {
+        return Ok(m.clone());
+    }
+    let data = repo.find_blob(blob).map_err(err("reading meta.json"))?;
+    let map: RawEntries = serde_json::from_slice::<
+        HashMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue>,
+    >(&data.data)
+    .map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k.into_owned().into(), v.get().into()))
+            .collect()
+    })
+    .unwrap_or_default();
+    let map = std::rc::Rc::new(map);
+    metas.insert(blob, map.clone());
+    Ok(map)
+}
+
 /// The text of `app_id`'s entry in a meta.json, read without building the file's values;
 /// `None` when the file is no JSON object or has no such entry.
 fn raw_entry(data: &[u8], app_id: &str) -> Option<Box<str>> {
     let map: HashMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
         serde_json::from_slice(data).ok()?;
     map.get(app_id).map(|v| v.get().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+
+    /// A `git fast-import` stream, so a test history of hundreds of commits is one process.
+    #[derive(Default)]
+    struct Stream {
+        text: String,
+        marks: u32,
+        time: u64,
+    }
+
+    enum Op<'a> {
+        Write(&'a str, String),
+        Delete(&'a str),
+    }
+
+    impl Stream {
+        fn data(&mut self, body: &str) {
+            let _ = write!(self.text, "data {}\n{body}\n", body.len());
+        }
+
+        /// A commit on `main` (after `from`, merging `merge`); returns its mark.
+        fn commit(&mut self, from: Option<u32>, merge: Option<u32>, ops: &[Op<'_>]) -> u32 {
+            self.marks += 1;
+            self.time += 60;
+            let mark = self.marks;
+            let _ = write!(
+                self.text,
+                "commit refs/heads/main\nmark :{mark}\ncommitter T <t@example.com> {} +0000\n",
+                1_700_000_000 + self.time
+            );
+            self.data(&format!("commit {mark}"));
+            if let Some(f) = from {
+                let _ = writeln!(self.text, "from :{f}");
+            }
+            if let Some(m) = merge {
+                let _ = writeln!(self.text, "merge :{m}");
+            }
+            for op in ops {
+                match op {
+                    Op::Write(path, body) => {
+                        let _ = writeln!(self.text, "M 100644 inline {path}");
+                        self.data(body);
+                    }
+                    Op::Delete(path) => {
+                        let _ = writeln!(self.text, "D {path}");
+                    }
+                }
+            }
+            mark
+        }
+    }
+
+    fn meta(entries: &[(&str, &str)], pretty: bool) -> String {
+        let map: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(id, msg)| {
+                (
+                    (*id).to_string(),
+                    serde_json::json!({"gitAppName": id.to_uppercase(), "lastCommitMessage": msg}),
+                )
+            })
+            .collect();
+        let v = Value::Object(map);
+        if pretty {
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        } else {
+            v.to_string()
+        }
+    }
+
+    /// A history with every case of the rule: a root commit, file-only and entry-only changes,
+    /// a reformatted meta.json (no change), a clean merge (no change for either side's app),
+    /// an evil merge (a change of its own), a deletion, and a long tail of one-app commits so
+    /// the index is extended more than once.
+    fn history() -> anyhow::Result<(tempfile::TempDir, Vec<ObjectId>)> {
+        let mut s = Stream::default();
+        let root = s.commit(
+            None,
+            None,
+            &[
+                Op::Write("a/v1.json", "a1".into()),
+                Op::Write(".meta/meta.json", meta(&[("a", "1")], false)),
+            ],
+        );
+        let b = s.commit(
+            None,
+            None,
+            &[
+                Op::Write("b/v1.json", "b1".into()),
+                Op::Write(".meta/meta.json", meta(&[("a", "1"), ("b", "1")], false)),
+            ],
+        );
+        s.commit(None, None, &[Op::Write("a/v1.json", "a2".into())]);
+        s.commit(
+            None,
+            None,
+            &[Op::Write(
+                ".meta/meta.json",
+                meta(&[("a", "2"), ("b", "1")], false),
+            )],
+        );
+        let reformatted = s.commit(
+            None,
+            None,
+            &[Op::Write(
+                ".meta/meta.json",
+                meta(&[("a", "2"), ("b", "1")], true),
+            )],
+        );
+        // A side branch from `b` changing b, merged cleanly, then an evil merge adding c.
+        let side = s.commit(
+            Some(b),
+            None,
+            &[
+                Op::Write("b/v1.json", "b2".into()),
+                Op::Write(".meta/meta.json", meta(&[("a", "1"), ("b", "2")], false)),
+            ],
+        );
+        let both = meta(&[("a", "2"), ("b", "2")], false);
+        let merged = s.commit(
+            Some(reformatted),
+            Some(side),
+            &[
+                Op::Write("b/v1.json", "b2".into()),
+                Op::Write(".meta/meta.json", both.clone()),
+            ],
+        );
+        let side2 = s.commit(Some(merged), None, &[Op::Write("x/f", "x".into())]);
+        s.commit(
+            Some(merged),
+            Some(side2),
+            &[
+                Op::Write("x/f", "x".into()),
+                Op::Write("c/v1.json", "c1".into()),
+            ],
+        );
+        s.commit(
+            None,
+            None,
+            &[
+                Op::Delete("b"),
+                Op::Write(".meta/meta.json", meta(&[("a", "2")], false)),
+            ],
+        );
+        let mut entries = vec![("a", "2")];
+        let names: Vec<String> = (0..150).map(|i| format!("n{i}")).collect();
+        for name in &names {
+            entries.push((name.as_str(), "1"));
+            let path = format!("{name}/v1.json");
+            let ops = [
+                Op::Write(&path, name.clone()),
+                Op::Write(".meta/meta.json", meta(&entries, false)),
+            ];
+            s.commit(None, None, &ops);
+        }
+        let _ = root;
+        s.text.push_str("done\n");
+
+        let dir = tempfile::tempdir()?;
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+        };
+        anyhow::ensure!(git(&["init", "-q", "--bare", "."])?.status.success());
+        let mut child = std::process::Command::new("git")
+            .args(["fast-import", "--quiet", "--done"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("stdin"))?
+            .write_all(s.text.as_bytes())?;
+        anyhow::ensure!(child.wait()?.success(), "fast-import failed");
+        let out = git(&["rev-list", "main"])?;
+        let commits = String::from_utf8(out.stdout)?
+            .lines()
+            .map(|l| ObjectId::from_hex(l.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((dir, commits))
+    }
+
+    #[test]
+    fn the_index_answers_like_a_walk_per_app() -> anyhow::Result<()> {
+        let (dir, commits) = history()?;
+        let repo = gix::open(dir.path())?;
+        let mut apps: Vec<(String, String)> = ["a", "b", "c", "x", "zzz", "n0", "n77", "n149"]
+            .iter()
+            .map(|a| (a.to_string(), a.to_string()))
+            .collect();
+        apps.push(("a".into(), "b".into()));
+        apps.push(("a/v1.json".into(), "none".into()));
+        let tips = [
+            commits[0],
+            commits[40],
+            commits[150],
+            commits[155],
+            commits[158],
+        ];
+        let hiddens = [
+            None,
+            Some(commits[3]),
+            Some(commits[152]),
+            Some(commits[159]),
+        ];
+        let mut asked = 0;
+        for tip in tips {
+            for hidden in hiddens {
+                let mut index = HistoryIndex::new(tip, hidden);
+                assert!(index.is_for(tip, hidden));
+                // Oldest answers first and last, so the index is both extended and reused.
+                for (folder, app) in apps.iter().chain(apps.iter().rev()) {
+                    let want = last_commit_touching(&repo, tip, hidden, folder, app)?;
+                    let got = index.last_touching(&repo, folder, app)?;
+                    assert_eq!(got, want, "{folder} {app} from {tip} hiding {hidden:?}");
+                    asked += 1;
+                }
+            }
+        }
+        assert_eq!(asked, tips.len() * hiddens.len() * apps.len() * 2);
+        // The cases the history is built for.
+        let mut index = HistoryIndex::new(commits[0], None);
+        let found = |index: &mut HistoryIndex, f: &str, a: &str| {
+            index
+                .last_touching(&repo, f, a)
+                .ok()
+                .flatten()
+                .and_then(|id| commits.iter().position(|c| *c == id))
+        };
+        // 150 one-app commits, then the deletion of b, the evil merge (c), its side (x), the
+        // clean merge, the side branch, the reformatting, the entry change of a.
+        assert_eq!(found(&mut index, "n149", "n149"), Some(0));
+        assert_eq!(found(&mut index, "n0", "n0"), Some(149));
+        assert_eq!(found(&mut index, "b", "b"), Some(150), "the deletion");
+        assert_eq!(found(&mut index, "c", "c"), Some(151), "the evil merge");
+        assert_eq!(found(&mut index, "zzz", "zzz"), None);
+        let a = found(&mut index, "a", "a").and_then(|n| commits.get(n).copied());
+        let facts = a.map(|a| crate::git::mirror::commit_facts(&repo, a));
+        assert!(
+            matches!(facts, Some(Ok(ref f)) if f.message.trim() == "commit 4"),
+            "the entry change of a, not the reformatting or the merges"
+        );
+        Ok(())
+    }
 }

@@ -149,6 +149,21 @@ pub struct Snapshot {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
+/// One app at a revision, read in one turn of the worker: what a Pull pass needs.
+#[derive(Clone, Debug)]
+pub struct AppAt {
+    /// The commit read; `None` only when the revision is a branch of a repository that has no
+    /// branch at all yet (nothing pushed).
+    pub commit: Option<CommitInfo>,
+    /// The app in `.meta/meta.json`, or why it is not there.
+    pub located: Result<crate::layout::Located, crate::layout::LocateError>,
+    /// Every file below the app's folder, keyed by repo-relative path.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// The newest commit that changed the app's folder or entry (as
+    /// [`WorkerHandle::last_commit_touching`] finds it).
+    pub touching: Option<CommitInfo>,
+}
+
 /// Counters of a worker's remote operations, for tests, benchmarks and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -194,6 +209,13 @@ enum Request {
         folders: Vec<String>,
         max_age: Duration,
         reply: Reply<Snapshot>,
+    },
+    AppAt {
+        transport: Transport,
+        revision: String,
+        app: String,
+        max_age: Duration,
+        reply: Reply<AppAt>,
     },
     RemoteHead {
         transport: Transport,
@@ -267,6 +289,28 @@ impl WorkerHandle {
             transport,
             revision: revision.to_owned(),
             folders,
+            max_age,
+            reply,
+        })
+        .await
+    }
+
+    /// Fetches (at most once per `max_age`, shared by all callers) and reads, all at the one
+    /// commit `revision` names: the app `app` (a Pull AppSync's `spec.app`) in
+    /// `.meta/meta.json`, its folder's files and the newest commit touching it. One request
+    /// where three would queue three times behind every other AppSync of the repository, and
+    /// could see the branch move between them.
+    pub async fn app_at(
+        &self,
+        transport: Transport,
+        revision: &str,
+        app: &str,
+        max_age: Duration,
+    ) -> Result<AppAt, WorkerError> {
+        self.call(|reply| Request::AppAt {
+            transport,
+            revision: revision.to_owned(),
+            app: app.to_owned(),
             max_age,
             reply,
         })
@@ -440,7 +484,13 @@ struct Worker {
     /// Whether any ref was seen yet: the refs of the first look are no news to anyone.
     seen_any: bool,
     moved: broadcast::Sender<RefMoved>,
+    /// The histories walked for update checks lately, newest first (at most
+    /// [`HISTORIES_KEPT`]): the AppSyncs of one repository ask about the same tip in turn.
+    histories: VecDeque<mirror::HistoryIndex>,
 }
+
+/// Walks of history (tip, hidden) kept for the next update checks.
+const HISTORIES_KEPT: usize = 4;
 
 /// Starts the worker of `url` on the mirror `dir`. It serves nothing before it holds `lease`,
 /// which a worker of the same repository that is still finishing holds until it ends: one
@@ -468,6 +518,7 @@ fn spawn_worker(
         known: HashMap::new(),
         seen_any: false,
         moved,
+        histories: VecDeque::new(),
     };
     tokio::spawn(worker.run());
     WorkerHandle {
@@ -510,6 +561,15 @@ impl Worker {
     async fn handle(&mut self, request: Request) {
         match request {
             Request::Push { job, reply } => self.push_batch(QueuedPush { job, reply }).await,
+            other => self.serve(other).await,
+        }
+    }
+
+    /// Answers any request but a push (which [`Worker::handle`] batches); also called while a
+    /// batch lingers for more pushes.
+    async fn serve(&mut self, request: Request) {
+        match request {
+            Request::Push { job, reply } => self.pending.push_back(Request::Push { job, reply }),
             Request::Snapshot {
                 transport,
                 revision,
@@ -518,6 +578,17 @@ impl Worker {
                 reply,
             } => {
                 let r = self.snapshot(&transport, &revision, folders, max_age).await;
+                self.after_local_failure(&r).await;
+                let _ = reply.send(r);
+            }
+            Request::AppAt {
+                transport,
+                revision,
+                app,
+                max_age,
+                reply,
+            } => {
+                let r = self.app_at(&transport, &revision, &app, max_age).await;
                 self.after_local_failure(&r).await;
                 let _ = reply.send(r);
             }

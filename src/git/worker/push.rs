@@ -22,10 +22,11 @@ use crate::git::mirror;
 /// At most this many pushes go into one batch (bounds memory and the blast radius of a failure).
 const MAX_BATCH: usize = 500;
 /// A batch waits this long for one more push before it starts, so the pushes of many AppSyncs
-/// handed over one after another (a set's first backup) go out as one push...
-const LINGER: Duration = Duration::from_millis(100);
-/// ...but at most this long in all.
-const MAX_LINGER: Duration = Duration::from_secs(1);
+/// handed over one after another (a set's first backup, exported a few at a time) go out as
+/// one push...
+const LINGER: Duration = Duration::from_millis(300);
+/// ...but at most this long in all. Reads are served meanwhile, so only the batch waits.
+const MAX_LINGER: Duration = Duration::from_secs(20);
 /// Push attempts per batch before giving up on a remote that keeps moving.
 const MAX_PUSH_ATTEMPTS: u32 = 5;
 
@@ -103,17 +104,24 @@ impl Worker {
     }
 
     /// Takes in pushes while they keep arriving ([`LINGER`] apart, [`MAX_LINGER`] in all);
-    /// other requests arriving meanwhile wait in `pending`, in order.
+    /// other requests arriving meanwhile are served in turn (they never wait for a batch to
+    /// fill), except what `pending` already held, which keeps its place before the batch.
     async fn linger(&mut self, batch: &mut Vec<QueuedPush>) {
         let start = Instant::now();
+        let mut last = Instant::now();
         while batch.len() < MAX_BATCH {
-            let left = MAX_LINGER.saturating_sub(start.elapsed()).min(LINGER);
+            let left = MAX_LINGER
+                .saturating_sub(start.elapsed())
+                .min(LINGER.saturating_sub(last.elapsed()));
             if left.is_zero() {
                 break;
             }
             match tokio::time::timeout(left, self.rx.recv()).await {
-                Ok(Some(Request::Push { job, reply })) => batch.push(QueuedPush { job, reply }),
-                Ok(Some(other)) => self.pending.push_back(other),
+                Ok(Some(Request::Push { job, reply })) => {
+                    batch.push(QueuedPush { job, reply });
+                    last = Instant::now();
+                }
+                Ok(Some(other)) => self.serve(other).await,
                 Ok(None) | Err(_) => break,
             }
         }
@@ -127,6 +135,8 @@ impl Worker {
         let mut batch = vec![first];
         self.drain_pushes(&mut batch, None);
         self.linger(&mut batch).await;
+        // What arrived while the last read was served.
+        self.drain_pushes(&mut batch, None);
         // One group per lane, in order of first appearance.
         let mut groups: Vec<(Lane, Vec<QueuedPush>)> = Vec::new();
         for queued in batch {

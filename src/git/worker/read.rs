@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::error::internal;
+use gix::ObjectId;
+
 use super::{
-    blocking, bump, commit_info, transport_key, CommitInfo, Snapshot, TransportKey, Worker,
-    WorkerError,
+    blocking, bump, commit_info, transport_key, AppAt, CommitInfo, Snapshot, TransportKey, Worker,
+    WorkerError, HISTORIES_KEPT,
 };
 use crate::git::check::ls_remote_branch;
 use crate::git::cli::Transport;
-use crate::git::mirror;
+use crate::git::mirror::{self, HistoryIndex};
+use crate::layout::{self, AppLookup, LocateError};
 
 impl Worker {
     pub(super) async fn snapshot(
@@ -46,6 +49,74 @@ impl Worker {
             })
         })
         .await
+    }
+
+    pub(super) async fn app_at(
+        &mut self,
+        transport: &Transport,
+        revision: &str,
+        app: &str,
+        max_age: Duration,
+    ) -> Result<AppAt, WorkerError> {
+        let (key, session) = self.fetch_if_older(transport, max_age).await?;
+        let Some(commit) = self.resolve(transport, key, session, revision).await? else {
+            return self.unresolved(key, revision).map(|()| AppAt {
+                commit: None,
+                located: Err(LocateError::NoMeta),
+                files: BTreeMap::new(),
+                touching: None,
+            });
+        };
+        let mirror = self.mirror.clone();
+        let app = app.to_owned();
+        let mut index = self.history(commit, None);
+        let (at, index) = blocking(move || {
+            let (repo, _) = mirror.open().map_err(internal)?;
+            let tree = mirror::tree_of(&repo, commit).map_err(internal)?;
+            if let Some(evidence) = mirror::newer_layout(&repo, tree).map_err(internal)? {
+                return Err(WorkerError::UnsupportedLayout { evidence });
+            }
+            let meta_json = mirror::read_meta(&repo, tree).map_err(internal)??;
+            let located = layout::locate_app(meta_json.as_deref(), AppLookup::of_spec(&app));
+            let mut files = BTreeMap::new();
+            let mut touching = None;
+            if let Ok(l) = &located {
+                let folder = l.path.split('/').next().unwrap_or_default();
+                mirror::read_folder(&repo, tree, folder, &mut files).map_err(internal)?;
+                if let Some(found) = index
+                    .last_touching(&repo, folder, &l.git_app_id)
+                    .map_err(internal)?
+                {
+                    let facts = mirror::commit_facts(&repo, found).map_err(internal)?;
+                    touching = Some(commit_info(found, facts));
+                }
+            }
+            let facts = mirror::commit_facts(&repo, commit).map_err(internal)?;
+            let at = AppAt {
+                commit: Some(commit_info(commit, facts)),
+                located,
+                files,
+                touching,
+            };
+            Ok((at, index))
+        })
+        .await?;
+        self.keep_history(index);
+        Ok(at)
+    }
+
+    /// The history walk from `tip` hiding `hidden` walked before, else a new one.
+    fn history(&mut self, tip: ObjectId, hidden: Option<ObjectId>) -> HistoryIndex {
+        match self.histories.iter().position(|h| h.is_for(tip, hidden)) {
+            Some(at) => self.histories.remove(at),
+            None => None,
+        }
+        .unwrap_or_else(|| HistoryIndex::new(tip, hidden))
+    }
+
+    fn keep_history(&mut self, index: HistoryIndex) {
+        self.histories.push_front(index);
+        self.histories.truncate(HISTORIES_KEPT);
     }
 
     pub(super) async fn remote_head(
@@ -104,22 +175,26 @@ impl Worker {
         let mirror = self.mirror.clone();
         let folder = folder.to_owned();
         let app_id = app_id.to_owned();
-        blocking(move || {
+        let mut index = self.history(tip, hidden);
+        let (found, index) = blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
             let found = match hidden {
                 // Rewound or replaced: the history between them says nothing about the app.
                 Some(old) if !mirror::is_ancestor(&repo, old, tip).map_err(internal)? => tip,
-                _ => match mirror::last_commit_touching(&repo, tip, hidden, &folder, &app_id)
+                _ => match index
+                    .last_touching(&repo, &folder, &app_id)
                     .map_err(internal)?
                 {
                     Some(found) => found,
-                    None => return Ok(None),
+                    None => return Ok((None, index)),
                 },
             };
             let facts = mirror::commit_facts(&repo, found).map_err(internal)?;
-            Ok(Some(commit_info(found, facts)))
+            Ok((Some(commit_info(found, facts)), index))
         })
-        .await
+        .await?;
+        self.keep_history(index);
+        Ok(found)
     }
 
     /// A fetch now with `transport`, answering the refs it saw.
