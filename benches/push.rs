@@ -17,7 +17,7 @@ use tooljet_gitsync_operator::api::KeyType;
 use tooljet_gitsync_operator::git::worker::{PushJob, PushResult, Workers};
 use tooljet_gitsync_operator::git::{GitCli, HostKeyPolicy, RepoUrl, Transport};
 use tooljet_gitsync_operator::keys;
-use tooljet_gitsync_operator::layout::to_tooljet_json;
+use tooljet_gitsync_operator::layout::{to_tooljet_json, AppFile};
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
 
 /// (a) The operator: every job queued at once on one worker, as many AppSync reconcilers would.
@@ -36,22 +36,24 @@ async fn operator(
     let date: jiff::Timestamp = "2024-03-01T10:22:33.123Z".parse()?;
     let jobs: Vec<PushJob> = apps
         .iter()
-        .map(|app| PushJob {
-            start_from: None,
-            transport: transport.clone(),
-            branch: "main".into(),
-            app_id: app.id.clone(),
-            app_name: app.name.clone(),
-            version_id: app.version_id.clone(),
-            version_name: "v1".into(),
-            export: app.export.clone(),
-            message: "App creation".into(),
-            author_name: AUTHOR.into(),
-            author_email: EMAIL.into(),
-            date,
-            signing: None,
+        .map(|app| {
+            Ok(PushJob {
+                start_from: None,
+                transport: transport.clone(),
+                branch: "main".into(),
+                app_id: app.id.clone(),
+                app_name: app.name.clone(),
+                version_id: app.version_id.clone(),
+                version_name: "v1".into(),
+                file: AppFile::of(&app.export)?,
+                message: "App creation".into(),
+                author_name: AUTHOR.into(),
+                author_email: EMAIL.into(),
+                date,
+                signing: None,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let start = Instant::now();
     let tasks: Vec<_> = jobs
         .into_iter()

@@ -15,6 +15,7 @@ use tooljet_gitsync_operator::forge::github_app::{AppCredentials, AppTokens, GIT
 use tooljet_gitsync_operator::git::check::Stage;
 use tooljet_gitsync_operator::git::worker::{PushJob, PushResult, Workers};
 use tooljet_gitsync_operator::git::{GitCli, GitFailureKind, HttpsAuth, RepoUrl, Transport};
+use tooljet_gitsync_operator::layout::AppFile;
 use tooljet_gitsync_testkit::forge::github::GitHubEmulator;
 use tooljet_gitsync_testkit::httpgit::{Access, HttpGitServer};
 use zeroize::Zeroizing;
@@ -63,7 +64,7 @@ fn job(transport: Transport, app_id: &str, name: &str, text: &str) -> PushJob {
         app_name: name.into(),
         version_id: "v1-id".into(),
         version_name: "v1".into(),
-        export: export(name, text),
+        file: AppFile::of(&export(name, text)).expect("file"),
         message: format!("Version v1 Of {name}: App creation"),
         author_name: "Jane Doe".into(),
         author_email: "jane@example.com".into(),

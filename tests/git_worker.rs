@@ -21,7 +21,7 @@ use tooljet_gitsync_operator::git::{
     CommitSigner, GitCli, GitFailureKind, HostKeyPolicy, RepoUrl, Transport,
 };
 use tooljet_gitsync_operator::keys;
-use tooljet_gitsync_operator::layout::PushKind;
+use tooljet_gitsync_operator::layout::{AppFile, PushKind};
 use tooljet_gitsync_testkit::gitserver::{Access, GitServer};
 
 const REPO: &str = "apps";
@@ -100,7 +100,7 @@ fn job_with(
         app_name: name.into(),
         version_id: format!("{version}-id"),
         version_name: version.into(),
-        export: export(name, version, text),
+        file: AppFile::of(&export(name, version, text)).unwrap(),
         message: message.into(),
         author_name: "Jane Doe".into(),
         author_email: "jane@example.com".into(),

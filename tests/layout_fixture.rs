@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use tooljet_gitsync_operator::layout::{
     app_from_export, content_digest, locate_app, plan_push, same_content, to_tooljet_json,
-    workspace_references, AppLookup, MetaFile, PushKind, PushOutcome, PushPlan, PushRequest, Ref,
-    Refusal, RepoState, META_PATH,
+    workspace_references, AppContent, AppLookup, MetaFile, PushKind, PushOutcome, PushPlan,
+    PushRequest, Ref, Refusal, RepoState, META_PATH,
 };
 
 const SALES_ID: &str = "ab65b201-4207-4876-a8a6-fdcbf31661b6";
@@ -88,7 +88,7 @@ fn request<'a>(
         app_name: name,
         version_id,
         version_name: version,
-        export,
+        content: AppContent::Export(export),
         message: "Add region filter",
         author: "Jane Doe",
         date: date(),

@@ -35,6 +35,8 @@ pub struct Handed {
     pub branch: String,
     /// When it was handed over.
     pub started: Instant,
+    /// The size of the app file it pushes, held in memory until the worker answers.
+    pub bytes: usize,
 }
 
 /// A push handed over, and the worker's answer once it came.
@@ -49,6 +51,9 @@ struct Entry {
 /// At most this many pushes are in workers' hands at once (each holds an export in memory);
 /// beyond it a pass waits for its push in its reconcile slot, as before hand-overs.
 pub const MAX_HANDED: usize = 256;
+/// ...and at most this many bytes of app files: a workspace of large apps is pushed in
+/// several batches rather than held in memory whole.
+pub const MAX_HANDED_BYTES: usize = 64 << 20;
 
 /// What [`Handoff::take`] found for an AppSync.
 pub enum Taken {
@@ -81,11 +86,15 @@ impl Default for Handoff {
 }
 
 impl Handoff {
-    /// Whether another push may be handed over ([`MAX_HANDED`]).
+    /// Whether another push may be handed over ([`MAX_HANDED`], [`MAX_HANDED_BYTES`]).
     pub fn has_room(&self) -> bool {
         self.entries
             .lock()
-            .map(|m| m.values().filter(|e| e.answer.is_none()).count() < MAX_HANDED)
+            .map(|m| {
+                let waiting = m.values().filter(|e| e.answer.is_none());
+                let (count, bytes) = waiting.fold((0, 0), |(n, b), e| (n + 1, b + e.handed.bytes));
+                count < MAX_HANDED && bytes < MAX_HANDED_BYTES
+            })
             .unwrap_or(false)
     }
 
@@ -194,7 +203,32 @@ mod tests {
             digest: "d".into(),
             branch: "main".into(),
             started: Instant::now(),
+            bytes: 100_000,
         }
+    }
+
+    #[tokio::test]
+    async fn room_is_bounded_by_count_and_by_bytes() {
+        let h = Handoff::default();
+        let hold = |h: &Handoff, key: &str, bytes: usize| {
+            let obj = ObjectRef::new(key).within("ns");
+            let handed = Handed { bytes, ..handed(1) };
+            h.hand_over(key.into(), obj, handed, std::future::pending());
+        };
+        for i in 0..MAX_HANDED - 1 {
+            hold(&h, &format!("small-{i}"), 10);
+        }
+        assert!(h.has_room(), "one more by count");
+        hold(&h, "last", 10);
+        assert!(!h.has_room(), "full by count");
+
+        let h = Handoff::default();
+        hold(&h, "big-1", MAX_HANDED_BYTES / 2);
+        assert!(h.has_room());
+        hold(&h, "big-2", MAX_HANDED_BYTES / 2);
+        assert!(!h.has_room(), "full by bytes, with two pushes");
+        h.forget("big-2");
+        assert!(h.has_room(), "a forgotten push frees its bytes");
     }
 
     #[tokio::test]

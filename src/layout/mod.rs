@@ -32,6 +32,6 @@ pub use names::{
 };
 pub use normalize::{content_digest, normalized_text, same_content};
 pub use plan::{
-    folders_to_read, git_commit_message, plan_push, PlanError, PushKind, PushOutcome, PushPlan,
-    PushRequest, Refusal, RepoState,
+    folders_to_read, git_commit_message, plan_push, AppContent, AppFile, PlanError, PushKind,
+    PushOutcome, PushPlan, PushRequest, Refusal, RepoState,
 };

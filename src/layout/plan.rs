@@ -68,14 +68,55 @@ pub struct PushRequest<'a> {
     pub version_id: &'a str,
     /// The version's name, which becomes its file name.
     pub version_name: &'a str,
-    /// The export to write, as ToolJet returned it.
-    pub export: &'a Value,
+    /// The export to write, as ToolJet returned it or as its file.
+    pub content: AppContent<'a>,
     /// The user's commit message, without ToolJet's prefix.
     pub message: &'a str,
     /// Author name, recorded as `lastCommitUser` (`"<first> <last>"` in ToolJet).
     pub author: &'a str,
     /// Push time, recorded as `lastpushDate`.
     pub date: jiff::Timestamp,
+}
+
+/// The app version file to write: ToolJet's formatting of the export and the digest its
+/// content is compared by. A queued push holds this rather than the parsed export, a fraction
+/// of its memory: a first backup of a workspace queues every app of it at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppFile {
+    /// The file's bytes (`to_tooljet_json`).
+    pub content: Vec<u8>,
+    /// `digest_of(export, Identity::Ignore)`.
+    pub digest: String,
+}
+
+impl AppFile {
+    /// The file of `export`.
+    pub fn of(export: &Value) -> Result<AppFile, PlanError> {
+        Ok(AppFile {
+            content: to_tooljet_json(export).map_err(|e| PlanError::Serialize {
+                message: e.to_string(),
+            })?,
+            digest: digest_of(export, Identity::Ignore),
+        })
+    }
+}
+
+/// What a push writes: the export, or its file made beforehand.
+#[derive(Debug, Clone, Copy)]
+pub enum AppContent<'a> {
+    /// As ToolJet returned it.
+    Export(&'a Value),
+    /// As [`AppFile::of`] made it.
+    File(&'a AppFile),
+}
+
+impl<'a> AppContent<'a> {
+    fn file(self) -> Result<std::borrow::Cow<'a, AppFile>, PlanError> {
+        Ok(match self {
+            AppContent::Export(v) => std::borrow::Cow::Owned(AppFile::of(v)?),
+            AppContent::File(f) => std::borrow::Cow::Borrowed(f),
+        })
+    }
 }
 
 /// What a push amounts to.
@@ -262,9 +303,11 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
     }
 
     let old_files = recorded_files(repo, recorded_folder.as_deref())?;
+    let file = request.content.file()?;
     let change = Change::of(
         own.as_ref(),
         request,
+        &file.digest,
         &recorded_folder,
         &folder,
         &recorded_file,
@@ -290,10 +333,7 @@ pub fn plan_push(repo: &RepoState, request: &PushRequest<'_>) -> Result<PushOutc
         &old_files,
     );
 
-    let content = to_tooljet_json(request.export).map_err(|e| PlanError::Serialize {
-        message: e.to_string(),
-    })?;
-    writes.push((app_path.clone(), content));
+    writes.push((app_path.clone(), file.into_owned().content));
 
     let meta_record = MetaRecord {
         git_app_name: request.app_name.to_owned(),
@@ -376,6 +416,7 @@ impl Change {
     fn of(
         own: Option<&MetaEntry>,
         request: &PushRequest<'_>,
+        digest: &str,
         recorded_folder: &Option<String>,
         folder: &str,
         recorded_file: &Option<String>,
@@ -390,10 +431,7 @@ impl Change {
         let content_changed = match recorded_file.as_ref().and_then(|file| old_files.get(file)) {
             None => true,
             Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
-                Ok(old_export) => {
-                    digest_of(&old_export, Identity::Ignore)
-                        != digest_of(request.export, Identity::Ignore)
-                }
+                Ok(old_export) => digest_of(&old_export, Identity::Ignore) != digest,
                 Err(_) => true,
             },
         };

@@ -154,6 +154,14 @@ async fn look(
             ..*outcome
         }))),
         PushDecision::Commit => {
+            // The file, not the parsed export, waits for the batch: a fraction of its memory.
+            let file = layout::AppFile::of(&export).map_err(|e| {
+                Problem::retrying(
+                    Reason::InvalidExport,
+                    format!("ToolJet returned an export the operator cannot write: {e}"),
+                )
+            })?;
+            drop(export);
             let handed = Handed {
                 generation: aps.metadata.generation,
                 app: app.clone(),
@@ -161,8 +169,9 @@ async fn look(
                 digest: digest.clone(),
                 branch: branch.to_string(),
                 started: Instant::now(),
+                bytes: file.content.len(),
             };
-            let job = push_job(aps, cfg, (branch, start_from), &app, &exported, export);
+            let job = push_job(aps, cfg, (branch, start_from), &app, &exported, file);
             let worker = ctx.workers.get(cfg.url());
             if !ctx.handoff.has_room() {
                 // Enough exports wait in workers' hands: this one waits in its slot.
@@ -346,7 +355,7 @@ fn push_job(
     (branch, start_from): (&str, Option<&str>),
     app: &AppSummary,
     exported: &layout::ExportedApp,
-    export: serde_json::Value,
+    file: layout::AppFile,
 ) -> PushJob {
     let spec = aps.spec.push.as_ref();
     let author = spec
@@ -364,7 +373,7 @@ fn push_job(
         app_name: app.name.clone(),
         version_id: exported.version_id.clone(),
         version_name: exported.version_name.clone(),
-        export,
+        file,
         message,
         author_name: author.name,
         author_email: author.email,

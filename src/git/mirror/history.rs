@@ -134,6 +134,9 @@ pub(crate) fn last_commit_touching(
 
 /// Most commits one [`HistoryIndex`] holds; an answer further back is walked for alone.
 const MAX_INDEXED: usize = 20_000;
+/// Most changed names (folders and entries) it holds: a history whose every commit rewrites
+/// every entry costs memory per name, not per commit.
+const MAX_NAMES: usize = 200_000;
 
 /// What a commit changed against one parent (or, for a root commit, against nothing): the
 /// top-level entries and the meta.json entries that differ. Sorted, for binary search.
@@ -157,6 +160,15 @@ struct Walked {
     changes: Vec<Change>,
 }
 
+impl Walked {
+    fn names(&self) -> usize {
+        self.changes
+            .iter()
+            .map(|c| c.folders.len() + c.entries.len())
+            .sum()
+    }
+}
+
 /// The commits reachable from `tip` but not from `hidden`, newest first, each with what it
 /// changed: one walk answers [`last_commit_touching`] for every app, where a walk per app
 /// would read the same history once per app (a first pull of a workspace is N apps over N
@@ -165,6 +177,8 @@ pub(crate) struct HistoryIndex {
     tip: ObjectId,
     hidden: Option<ObjectId>,
     walked: Vec<Walked>,
+    /// Changed names held in `walked`.
+    names: usize,
     /// Whether `walked` holds the whole walk.
     complete: bool,
 }
@@ -178,6 +192,7 @@ impl HistoryIndex {
             tip,
             hidden,
             walked: Vec::new(),
+            names: 0,
             complete: false,
         }
     }
@@ -210,7 +225,7 @@ impl HistoryIndex {
             if self.complete {
                 return Ok(None);
             }
-            if self.walked.len() >= MAX_INDEXED {
+            if self.walked.len() >= MAX_INDEXED || self.names >= MAX_NAMES {
                 return last_commit_touching(repo, self.tip, self.hidden, folder, app_id);
             }
             from = self.walked.len();
@@ -237,11 +252,12 @@ impl HistoryIndex {
                     // Not the walk indexed before (it is deterministic; this is a guard):
                     // start over from here.
                     self.walked.truncate(n);
+                    self.names = self.walked.iter().map(Walked::names).sum();
                 } else {
                     continue;
                 }
             }
-            if n >= until {
+            if n >= until || self.names >= MAX_NAMES {
                 return Ok(());
             }
             let mine = tree_of(repo, info.id)?;
@@ -260,10 +276,12 @@ impl HistoryIndex {
             if metas.len() > 8 {
                 metas.clear();
             }
-            self.walked.push(Walked {
+            let walked = Walked {
                 id: info.id,
                 changes,
-            });
+            };
+            self.names += walked.names();
+            self.walked.push(walked);
         }
         self.complete = true;
         Ok(())

@@ -8,7 +8,7 @@ use gix::ObjectId;
 use super::error::{commit_failed, internal};
 use super::{commit_info, PushJob, PushResult, WorkerError};
 use crate::git::mirror::{self, Mirror};
-use crate::layout::{plan_push, PushOutcome, PushPlan, PushRequest};
+use crate::layout::{plan_push, AppContent, PushOutcome, PushPlan, PushRequest};
 
 /// The outcome of applying a batch on one base commit.
 pub(super) struct Applied {
@@ -133,7 +133,7 @@ fn push_request(job: &PushJob) -> PushRequest<'_> {
         app_name: &job.app_name,
         version_id: &job.version_id,
         version_name: &job.version_name,
-        export: &job.export,
+        content: AppContent::File(&job.file),
         message: &job.message,
         author: &job.author_name,
         date: job.date,

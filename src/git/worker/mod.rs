@@ -85,8 +85,8 @@ pub struct PushJob {
     pub version_id: String,
     /// The version name (its file name).
     pub version_name: String,
-    /// The export, as ToolJet returned it.
-    pub export: serde_json::Value,
+    /// The app version file, made from the export as ToolJet returned it.
+    pub file: crate::layout::plan::AppFile,
     /// The user's commit message, without ToolJet's prefix.
     pub message: String,
     /// Commit author (and committer) name; also `lastCommitUser`.

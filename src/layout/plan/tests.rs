@@ -108,7 +108,7 @@ impl Push {
             app_name: &self.name,
             version_id: &self.version_id,
             version_name: &self.version,
-            export: &self.export,
+            content: AppContent::Export(&self.export),
             message: &self.message,
             author: "Jane Doe",
             date: date(),
