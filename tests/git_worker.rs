@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
@@ -353,6 +353,53 @@ async fn twenty_jobs_at_once_make_one_batch() -> Result<()> {
             == 19
     );
     ensure!(subjects.lines().any(|s| s == "App creation"));
+    Ok(())
+}
+
+/// A set's first backup: its AppSyncs hand their pushes over a few at a time, as their exports
+/// come back. Pushes arriving 150 ms apart still make one batch, and reads asked meanwhile are
+/// answered at once, not after the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_trickling_in_make_one_batch_and_reads_meanwhile_are_not_held() -> Result<()> {
+    let env = setup()?;
+    let first = env.push(env.job("seed", "Seed", "v1", "x", "seed")).await?;
+    committed(&first)?;
+    let before = env.worker.stats();
+    let mut pushes = Vec::new();
+    let mut reads = Vec::new();
+    for i in 0..12 {
+        let (worker, job) = (
+            env.worker.clone(),
+            env.job(&format!("app-{i}"), &format!("App {i}"), "v1", "x", ""),
+        );
+        pushes.push(tokio::spawn(async move { worker.push(job).await }));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if i % 4 == 1 {
+            // Answered from the mirror (fetched by the seed's push), while the batch lingers.
+            let asked = Instant::now();
+            let snap = env
+                .worker
+                .snapshot(env.transport.clone(), "main", Vec::new(), LONG)
+                .await?;
+            ensure!(snap.commit.is_some());
+            reads.push(asked.elapsed());
+            ensure!(
+                pushes.iter().all(|p| !p.is_finished()),
+                "read {} answered after the batch it arrived in",
+                reads.len()
+            );
+        }
+    }
+    for p in pushes {
+        committed(&p.await??)?;
+    }
+    let s = env.worker.stats();
+    ensure!(
+        s.batches - before.batches == 1 && s.pushes - before.pushes == 1,
+        "one batch, one push for 12 pushes 150 ms apart: {s:?} after {before:?}"
+    );
+    ensure!(s.commits - before.commits == 12, "{s:?}");
+    ensure!(reads.len() == 3, "{reads:?}");
     Ok(())
 }
 

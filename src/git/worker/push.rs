@@ -104,10 +104,18 @@ impl Worker {
     }
 
     /// Takes in pushes while they keep arriving ([`LINGER`] apart, [`MAX_LINGER`] in all);
-    /// other requests arriving meanwhile are served in turn (they never wait for a batch to
-    /// fill), except what `pending` already held, which keeps its place before the batch.
+    /// every other request, set aside before or arriving meanwhile, is served in turn: none
+    /// waits for a batch to fill.
     async fn linger(&mut self, batch: &mut Vec<QueuedPush>) {
         let start = Instant::now();
+        if batch.len() < MAX_BATCH {
+            for request in std::mem::take(&mut self.pending) {
+                match request {
+                    push @ Request::Push { .. } => self.pending.push_back(push),
+                    other => self.serve(other).await,
+                }
+            }
+        }
         let mut last = Instant::now();
         while batch.len() < MAX_BATCH {
             let left = MAX_LINGER

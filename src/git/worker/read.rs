@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::error::internal;
 use gix::ObjectId;
 
+use super::error::internal;
 use super::{
     blocking, bump, commit_info, transport_key, AppAt, CommitInfo, Snapshot, TransportKey, Worker,
     WorkerError, HISTORIES_KEPT,
