@@ -9,8 +9,8 @@
 //! (push) or where its stderr must be classified for the user (ls-remote), see
 //! test-infra-findings §3.
 //!
-//! This module holds the registry of workers, the caller's handle, the public types, and the
-//! worker task's request loop. The work itself is in the submodules, one concern each:
+//! This module holds the registry of workers, the caller's handle and the public types; `serve`
+//! is the worker task's request loop. The work itself is in the submodules, one concern each:
 //! `fetch` (mirror, fetches, revision lookup, remote-head cache), `read` (snapshots, remote
 //! heads, update checks), `access` (connection checks), `push` (batching, pushing, retries),
 //! `apply` (planning and committing a batch in the mirror) and `repair` (rebuilding a mirror,
@@ -25,6 +25,7 @@ mod push;
 mod read;
 mod registry;
 mod repair;
+mod serve;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -47,7 +48,6 @@ use error::stopped;
 pub use error::WorkerError;
 use fetch::{FetchRecord, HeadCache};
 pub use moves::RefMoved;
-use push::QueuedPush;
 pub use registry::Workers;
 
 /// Requests waiting for a worker; callers wait (back-pressure) beyond that.
@@ -526,129 +526,6 @@ fn spawn_worker(
         stats,
         timeout,
         next_refresh: Arc::default(),
-    }
-}
-
-impl Worker {
-    /// Serves requests one at a time until every handle is gone, dropping what it cached for
-    /// transports nobody used for long (a deleted config's).
-    async fn run(mut self) {
-        let _owner = self.lease.clone().lock_owned().await;
-        // Sole owner now: what a killed process left locked is stale.
-        let mirror = self.mirror.clone();
-        let url = self.url.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let removed = mirror.clear_stale_locks();
-            if removed > 0 {
-                tracing::info!(repository = %url, removed, "removed stale lock files from the mirror");
-            }
-        })
-        .await;
-        while let Some(request) = self.next_request().await {
-            self.handle(request).await;
-            self.prune_records();
-        }
-    }
-
-    /// The oldest request set aside while batching, else the next one from the channel.
-    async fn next_request(&mut self) -> Option<Request> {
-        match self.pending.pop_front() {
-            Some(r) => Some(r),
-            None => self.rx.recv().await,
-        }
-    }
-
-    async fn handle(&mut self, request: Request) {
-        match request {
-            Request::Push { job, reply } => self.push_batch(QueuedPush { job, reply }).await,
-            other => self.serve(other).await,
-        }
-    }
-
-    /// Answers any request but a push (which [`Worker::handle`] batches); also called while a
-    /// batch lingers for more pushes.
-    async fn serve(&mut self, request: Request) {
-        match request {
-            Request::Push { job, reply } => self.pending.push_back(Request::Push { job, reply }),
-            Request::Snapshot {
-                transport,
-                revision,
-                folders,
-                max_age,
-                reply,
-            } => {
-                let r = self.snapshot(&transport, &revision, folders, max_age).await;
-                self.after_local_failure(&r).await;
-                let _ = reply.send(r);
-            }
-            Request::AppAt {
-                transport,
-                revision,
-                app,
-                max_age,
-                reply,
-            } => {
-                let r = self.app_at(&transport, &revision, &app, max_age).await;
-                self.after_local_failure(&r).await;
-                let _ = reply.send(r);
-            }
-            Request::RemoteHead {
-                transport,
-                branch,
-                max_age,
-                reply,
-            } => {
-                let r = self.remote_head(&transport, &branch, max_age).await;
-                let _ = reply.send(r);
-            }
-            Request::LastCommit {
-                transport,
-                revision,
-                since,
-                folder,
-                app_id,
-                max_age,
-                reply,
-            } => {
-                let r = self
-                    .last_commit(
-                        &transport,
-                        &revision,
-                        since.as_deref(),
-                        &folder,
-                        &app_id,
-                        max_age,
-                    )
-                    .await;
-                self.after_local_failure(&r).await;
-                let _ = reply.send(r);
-            }
-            Request::Check {
-                transport,
-                branch,
-                reply,
-            } => {
-                let outcome = self.check(&transport, &branch).await;
-                let _ = reply.send(Ok(outcome));
-            }
-            Request::IsAncestor {
-                transport,
-                ancestor,
-                descendant,
-                max_age,
-                reply,
-            } => {
-                let r = self
-                    .is_ancestor(&transport, &ancestor, &descendant, max_age)
-                    .await;
-                self.after_local_failure(&r).await;
-                let _ = reply.send(r);
-            }
-            Request::Refresh { transport, reply } => {
-                let r = self.refresh(&transport).await;
-                let _ = reply.send(r);
-            }
-        }
     }
 }
 
