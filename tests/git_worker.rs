@@ -357,7 +357,7 @@ async fn twenty_jobs_at_once_make_one_batch() -> Result<()> {
 }
 
 /// A set's first backup: its AppSyncs hand their pushes over a few at a time, as their exports
-/// come back. Pushes arriving 150 ms apart still make one batch, and reads asked meanwhile are
+/// come back. Pushes arriving 120 ms apart still make one batch, and reads asked meanwhile are
 /// answered at once, not after the batch.
 #[tokio::test(flavor = "multi_thread")]
 async fn pushes_trickling_in_make_one_batch_and_reads_meanwhile_are_not_held() -> Result<()> {
@@ -373,7 +373,7 @@ async fn pushes_trickling_in_make_one_batch_and_reads_meanwhile_are_not_held() -
             env.job(&format!("app-{i}"), &format!("App {i}"), "v1", "x", ""),
         );
         pushes.push(tokio::spawn(async move { worker.push(job).await }));
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
         if i % 4 == 1 {
             // Answered from the mirror (fetched by the seed's push), while the batch lingers.
             let asked = Instant::now();
@@ -396,7 +396,7 @@ async fn pushes_trickling_in_make_one_batch_and_reads_meanwhile_are_not_held() -
     let s = env.worker.stats();
     ensure!(
         s.batches - before.batches == 1 && s.pushes - before.pushes == 1,
-        "one batch, one push for 12 pushes 150 ms apart: {s:?} after {before:?}"
+        "one batch, one push for 12 pushes 120 ms apart: {s:?} after {before:?}"
     );
     ensure!(s.commits - before.commits == 12, "{s:?}");
     ensure!(reads.len() == 3, "{reads:?}");

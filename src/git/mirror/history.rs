@@ -61,6 +61,8 @@ pub(crate) fn last_commit_touching(
         fingerprints.insert(commit, fp.clone());
         Ok(fp)
     };
+    // The entry's value, from its own text: another entry that serde_json cannot hold as a
+    // value (say `1e400`) does not hide this one.
     let mut entry_of = |repo: &gix::Repository, blob: Option<ObjectId>| {
         let Some(blob) = blob else {
             return Ok::<_, MirrorError>(None);
@@ -69,9 +71,7 @@ pub(crate) fn last_commit_touching(
             return Ok(v.clone());
         }
         let data = repo.find_blob(blob).map_err(err("reading meta.json"))?;
-        let entry = serde_json::from_slice::<Value>(&data.data)
-            .ok()
-            .and_then(|v| v.get(app_id).cloned());
+        let entry = raw_entry(&data.data, app_id).and_then(|raw| value_of(Some(&raw)));
         entries.insert(blob, entry.clone());
         Ok(entry)
     };
@@ -216,7 +216,10 @@ impl HistoryIndex {
         }
         let mut from = 0;
         loop {
-            if let Some(w) = self.walked[from..]
+            if let Some(w) = self
+                .walked
+                .get(from..)
+                .unwrap_or_default()
                 .iter()
                 .find(|w| w.changes.iter().all(|c| c.touches(folder, app_id)))
             {
@@ -229,12 +232,14 @@ impl HistoryIndex {
                 return last_commit_touching(repo, self.tip, self.hidden, folder, app_id);
             }
             from = self.walked.len();
-            self.extend(repo, (from * 2).clamp(64, MAX_INDEXED))?;
+            let rewritten = self.extend(repo, (from * 2).clamp(8, MAX_INDEXED))?;
+            from = from.min(rewritten);
         }
     }
 
-    /// Walks until `until` commits are indexed or the walk ends.
-    fn extend(&mut self, repo: &gix::Repository, until: usize) -> Result<(), MirrorError> {
+    /// Walks until `until` commits are indexed or the walk ends; returns the first position
+    /// it (re)wrote, which is below the old end only when the guard below started over.
+    fn extend(&mut self, repo: &gix::Repository, until: usize) -> Result<usize, MirrorError> {
         use gix::revision::walk::Sorting;
         use gix::traverse::commit::simple::CommitTimeOrder;
 
@@ -245,20 +250,23 @@ impl HistoryIndex {
             .all()
             .map_err(err("walking the history"))?;
         let mut metas: HashMap<ObjectId, std::rc::Rc<RawEntries>> = HashMap::new();
+        let mut rewritten = self.walked.len();
+        let mut seen = 0;
         for (n, info) in walk.enumerate() {
             let info = info.map_err(err("walking the history"))?;
+            seen = n + 1;
             if let Some(known) = self.walked.get(n) {
                 if known.id != info.id {
                     // Not the walk indexed before (it is deterministic; this is a guard):
                     // start over from here.
-                    self.walked.truncate(n);
-                    self.names = self.walked.iter().map(Walked::names).sum();
+                    self.truncate(n);
+                    rewritten = n;
                 } else {
                     continue;
                 }
             }
             if n >= until || self.names >= MAX_NAMES {
-                return Ok(());
+                return Ok(rewritten);
             }
             let mine = tree_of(repo, info.id)?;
             let parents: Vec<ObjectId> = info.parent_ids().map(|p| p.detach()).collect();
@@ -283,8 +291,17 @@ impl HistoryIndex {
             self.names += walked.names();
             self.walked.push(walked);
         }
+        if seen < self.walked.len() {
+            self.truncate(seen);
+            rewritten = rewritten.min(seen);
+        }
         self.complete = true;
-        Ok(())
+        Ok(rewritten)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.walked.truncate(len);
+        self.names = self.walked.iter().map(Walked::names).sum();
     }
 }
 
@@ -326,17 +343,19 @@ fn change(
             raw_entries(repo, meta_a, metas)?,
             raw_entries(repo, meta_b, metas)?,
         );
-        let differs = |x: &str, y: &str| {
-            x != y
-                // Written differently (another writer's formatting): compare the values.
-                && serde_json::from_str::<Value>(x).ok() != serde_json::from_str::<Value>(y).ok()
-        };
+        // As the walk per app compares: the same text, or written differently (another
+        // writer's formatting) with the same value, is no change.
+        let differs = |x: Option<&str>, y: Option<&str>| x != y && value_of(x) != value_of(y);
         for (key, x) in ea.iter() {
-            if eb.get(key).is_none_or(|y| differs(x, y)) {
+            if differs(Some(x), eb.get(key).map(|y| &**y)) {
                 entries.push(key.clone());
             }
         }
-        entries.extend(eb.keys().filter(|k| !ea.contains_key(*k)).cloned());
+        for (key, y) in eb.iter() {
+            if !ea.contains_key(key) && differs(None, Some(&**y)) {
+                entries.push(key.clone());
+            }
+        }
         entries.sort();
     }
     Ok(Change {
@@ -370,6 +389,11 @@ fn raw_entries(
     let map = std::rc::Rc::new(map);
     metas.insert(blob, map.clone());
     Ok(map)
+}
+
+/// The value an entry's text holds; `None` for no entry, or text serde_json cannot hold.
+fn value_of(raw: Option<&str>) -> Option<Value> {
+    raw.and_then(|r| serde_json::from_str::<Value>(r).ok())
 }
 
 /// The text of `app_id`'s entry in a meta.json, read without building the file's values;
@@ -539,6 +563,13 @@ mod tests {
             ];
             s.commit(None, None, &ops);
         }
+        // An entry serde_json cannot hold as a value (`1e400`) added, rewritten and removed:
+        // no change to any app, and it hides no other entry.
+        let all = meta(&entries, false);
+        let with_big = |n: &str| format!("{},\"big\":{{\"n\":{n}}}}}", &all[..all.len() - 1]);
+        for text in [with_big("1e400"), with_big("2e400"), all.clone()] {
+            s.commit(None, None, &[Op::Write(".meta/meta.json", text)]);
+        }
         let _ = root;
         s.text.push_str("done\n");
 
@@ -573,24 +604,25 @@ mod tests {
     fn the_index_answers_like_a_walk_per_app() -> anyhow::Result<()> {
         let (dir, commits) = history()?;
         let repo = gix::open(dir.path())?;
-        let mut apps: Vec<(String, String)> = ["a", "b", "c", "x", "zzz", "n0", "n77", "n149"]
-            .iter()
-            .map(|a| (a.to_string(), a.to_string()))
-            .collect();
+        let mut apps: Vec<(String, String)> =
+            ["a", "b", "c", "x", "zzz", "n0", "n77", "n149", "big"]
+                .iter()
+                .map(|a| (a.to_string(), a.to_string()))
+                .collect();
         apps.push(("a".into(), "b".into()));
         apps.push(("a/v1.json".into(), "none".into()));
         let tips = [
             commits[0],
             commits[40],
-            commits[150],
-            commits[155],
+            commits[153],
             commits[158],
+            commits[161],
         ];
         let hiddens = [
             None,
-            Some(commits[3]),
-            Some(commits[152]),
-            Some(commits[159]),
+            Some(commits[6]),
+            Some(commits[155]),
+            Some(commits[162]),
         ];
         let mut asked = 0;
         for tip in tips {
@@ -616,13 +648,16 @@ mod tests {
                 .flatten()
                 .and_then(|id| commits.iter().position(|c| *c == id))
         };
-        // 150 one-app commits, then the deletion of b, the evil merge (c), its side (x), the
-        // clean merge, the side branch, the reformatting, the entry change of a.
-        assert_eq!(found(&mut index, "n149", "n149"), Some(0));
-        assert_eq!(found(&mut index, "n0", "n0"), Some(149));
-        assert_eq!(found(&mut index, "b", "b"), Some(150), "the deletion");
-        assert_eq!(found(&mut index, "c", "c"), Some(151), "the evil merge");
+        // Newest first: the three `big` commits, 150 one-app commits, then the deletion of b,
+        // the evil merge (c), its side (x), the clean merge, the side branch, the
+        // reformatting, the entry change of a.
+        assert_eq!(commits.len(), 163);
+        assert_eq!(found(&mut index, "n149", "n149"), Some(3));
+        assert_eq!(found(&mut index, "n0", "n0"), Some(152));
+        assert_eq!(found(&mut index, "b", "b"), Some(153), "the deletion");
+        assert_eq!(found(&mut index, "c", "c"), Some(154), "the evil merge");
         assert_eq!(found(&mut index, "zzz", "zzz"), None);
+        assert_eq!(found(&mut index, "big", "big"), None, "no value, no change");
         let a = found(&mut index, "a", "a").and_then(|n| commits.get(n).copied());
         let facts = a.map(|a| crate::git::mirror::commit_facts(&repo, a));
         assert!(

@@ -104,15 +104,17 @@ impl Worker {
     }
 
     /// Takes in pushes while they keep arriving ([`LINGER`] apart, [`MAX_LINGER`] in all);
-    /// every other request, set aside before or arriving meanwhile, is served in turn: none
-    /// waits for a batch to fill.
+    /// every other request, set aside before or arriving meanwhile, is served in turn, so
+    /// none waits for a batch to fill (only what arrives once the batch is being pushed
+    /// waits for that push).
     async fn linger(&mut self, batch: &mut Vec<QueuedPush>) {
         let start = Instant::now();
         if batch.len() < MAX_BATCH {
             for request in std::mem::take(&mut self.pending) {
                 match request {
                     push @ Request::Push { .. } => self.pending.push_back(push),
-                    other => self.serve(other).await,
+                    other if start.elapsed() < MAX_LINGER => self.serve(other).await,
+                    other => self.pending.push_back(other),
                 }
             }
         }
@@ -138,13 +140,15 @@ impl Worker {
     /// Serves `first` and every push queued behind it, one group per lane (branch, transport,
     /// signing key).
     pub(super) async fn push_batch(&mut self, first: QueuedPush) {
-        let started = Instant::now();
         bump(&self.stats.batches, 1);
         let mut batch = vec![first];
         self.drain_pushes(&mut batch, None);
         self.linger(&mut batch).await;
         // What arrived while the last read was served.
         self.drain_pushes(&mut batch, None);
+        // From here: a fetch made by a read served while the batch lingered is too old to
+        // plan on (the batch would be pushed onto a stale head and rejected).
+        let started = Instant::now();
         // One group per lane, in order of first appearance.
         let mut groups: Vec<(Lane, Vec<QueuedPush>)> = Vec::new();
         for queued in batch {

@@ -40,8 +40,8 @@ impl Worker {
         }
     }
 
-    /// Answers any request but a push (which [`Worker::handle`] batches); also called while a
-    /// batch lingers for more pushes.
+    /// Answers any request but a push (which [`Worker::handle`] batches; one handed here is
+    /// set aside for the next batch); also called while a batch lingers for more pushes.
     pub(super) async fn serve(&mut self, request: Request) {
         match request {
             Request::Push { job, reply } => self.pending.push_back(Request::Push { job, reply }),
