@@ -158,7 +158,7 @@ async fn look(
             let file = layout::AppFile::of(&export).map_err(|e| {
                 Problem::retrying(
                     Reason::InvalidExport,
-                    format!("ToolJet returned an export the operator cannot write: {e}"),
+                    format!("ToolJet returned an export the operator cannot write as a file ({e}); nothing was pushed. Retried every interval; if it persists, open and save the app in ToolJet so that it exports again"),
                 )
             })?;
             drop(export);

@@ -197,6 +197,11 @@ impl HistoryIndex {
         }
     }
 
+    /// Whether it holds no commit (nothing walked, or nothing to walk: cheap to make again).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.walked.is_empty()
+    }
+
     /// Whether this index answers for the walk from `tip` hiding `hidden`.
     pub(crate) fn is_for(&self, tip: ObjectId, hidden: Option<ObjectId>) -> bool {
         self.tip == tip && self.hidden == hidden
@@ -377,15 +382,13 @@ fn raw_entries(
         return Ok(m.clone());
     }
     let data = repo.find_blob(blob).map_err(err("reading meta.json"))?;
-    let map: RawEntries = serde_json::from_slice::<
-        HashMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue>,
-    >(&data.data)
-    .map(|m| {
-        m.into_iter()
-            .map(|(k, v)| (k.into_owned().into(), v.get().into()))
-            .collect()
-    })
-    .unwrap_or_default();
+    let map: RawEntries = raw_map(&data.data)
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.into_owned().into(), v.get().into()))
+                .collect()
+        })
+        .unwrap_or_default();
     let map = std::rc::Rc::new(map);
     metas.insert(blob, map.clone());
     Ok(map)
@@ -399,9 +402,14 @@ fn value_of(raw: Option<&str>) -> Option<Value> {
 /// The text of `app_id`'s entry in a meta.json, read without building the file's values;
 /// `None` when the file is no JSON object or has no such entry.
 fn raw_entry(data: &[u8], app_id: &str) -> Option<Box<str>> {
-    let map: HashMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
-        serde_json::from_slice(data).ok()?;
-    map.get(app_id).map(|v| v.get().into())
+    raw_map(data)?.get(app_id).map(|v| v.get().into())
+}
+
+/// A meta.json's entries as written, borrowed from `data`; `None` when it is no JSON object.
+fn raw_map(
+    data: &[u8],
+) -> Option<HashMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue>> {
+    serde_json::from_slice(data).ok()
 }
 
 #[cfg(test)]

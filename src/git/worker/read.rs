@@ -32,11 +32,7 @@ impl Worker {
         let mirror = self.mirror.clone();
         blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
-            let tree = mirror::tree_of(&repo, commit).map_err(internal)?;
-            if let Some(evidence) = mirror::newer_layout(&repo, tree).map_err(internal)? {
-                return Err(WorkerError::UnsupportedLayout { evidence });
-            }
-            let meta_json = mirror::read_meta(&repo, tree).map_err(internal)??;
+            let (tree, meta_json) = meta_at(&repo, commit)?;
             let mut files = BTreeMap::new();
             for folder in &folders {
                 mirror::read_folder(&repo, tree, folder, &mut files).map_err(internal)?;
@@ -72,11 +68,7 @@ impl Worker {
         let mut index = self.history(commit, None);
         let (at, index) = blocking(move || {
             let (repo, _) = mirror.open().map_err(internal)?;
-            let tree = mirror::tree_of(&repo, commit).map_err(internal)?;
-            if let Some(evidence) = mirror::newer_layout(&repo, tree).map_err(internal)? {
-                return Err(WorkerError::UnsupportedLayout { evidence });
-            }
-            let meta_json = mirror::read_meta(&repo, tree).map_err(internal)??;
+            let (tree, meta_json) = meta_at(&repo, commit)?;
             let located = layout::locate_app(meta_json.as_deref(), AppLookup::of_spec(&app));
             let mut files = BTreeMap::new();
             let mut touching = None;
@@ -114,7 +106,12 @@ impl Worker {
         .unwrap_or_else(|| HistoryIndex::new(tip, hidden))
     }
 
+    /// Keeps a walk for the next requests; one that walked nothing (the answer needed no
+    /// history) would only push out a useful one.
     fn keep_history(&mut self, index: HistoryIndex) {
+        if index.is_empty() {
+            return;
+        }
         self.histories.push_front(index);
         self.histories.truncate(HISTORIES_KEPT);
     }
@@ -253,6 +250,19 @@ impl Worker {
             revision: revision.to_owned(),
         })
     }
+}
+
+/// The tree of `commit` and its `.meta/meta.json`, refusing a tree in ToolJet's newer layout.
+fn meta_at(
+    repo: &gix::Repository,
+    commit: ObjectId,
+) -> Result<(ObjectId, Option<Vec<u8>>), WorkerError> {
+    let tree = mirror::tree_of(repo, commit).map_err(internal)?;
+    if let Some(evidence) = mirror::newer_layout(repo, tree).map_err(internal)? {
+        return Err(WorkerError::UnsupportedLayout { evidence });
+    }
+    let meta_json = mirror::read_meta(repo, tree).map_err(internal)??;
+    Ok((tree, meta_json))
 }
 
 /// Whether `revision` could name a branch (not a full sha), for the empty-repository case.
